@@ -1,0 +1,540 @@
+"""Vectorized evaluation of typed IR over a whole level (all claims or all lines).
+
+One ``Evaluator`` per level.  A line evaluator evaluates subexpressions that only
+involve claim values once per claim and broadcasts them to lines (``hoisting``);
+a claim evaluator reduces line values per claim for aggregates.  Results of
+fields, lookups, named values and shared subexpressions are cached per batch.
+
+Null handling (Kleene): comparisons and arithmetic with a null operand are null;
+``and``/``or`` follow three-valued logic; a rule whose condition is null does not
+fire.  ``least``/``greatest``/``coalesce`` skip nulls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from claims_engine.kernels import groups, lookup
+from claims_engine.kernels import values as V
+from claims_engine.kernels.values import Array, Vec
+from claims_engine.lang import ir
+from claims_engine.lang import types as t
+from claims_engine.lang.checker import power_of_ten
+
+EPOCH = date(1970, 1, 1)
+SECONDS_PER_DAY = 86_400
+LEVEL_RANK = {"const": 0, "claim": 1, "line": 2}
+
+
+@dataclass
+class Context:
+    """What the evaluators of one batch share."""
+
+    derived: Mapping[str, tuple[str, ir.Expr]]
+    lookups: Mapping[str, ir.Lookup]
+    reference: Mapping[str, pa.Table]
+    cacheable: frozenset[ir.Expr] = frozenset()
+    computed: dict[tuple[str, str], Vec] = field(default_factory=dict)
+    _levels: dict[ir.Expr, str] = field(default_factory=dict)
+    _ref_tables: dict[str, pa.Table] = field(default_factory=dict)
+
+    def level_of(self, e: ir.Expr) -> str:
+        hit = self._levels.get(e)
+        if hit is not None:
+            return hit
+        lvl: str
+        if isinstance(e, ir.Const | ir.Param):
+            lvl = "const"
+        elif isinstance(e, ir.Field | ir.Computed):
+            lvl = e.level
+        elif isinstance(e, ir.LookupField | ir.LookupExists):
+            lvl = self.lookups[e.lookup].level
+        elif isinstance(e, ir.Derived):
+            lvl = self.derived[e.name][0]
+        elif isinstance(e, ir.Aggregate):
+            lvl = "claim"
+        else:
+            lvl = max((self.level_of(c) for c in e.children()), key=LEVEL_RANK.__getitem__,
+                      default="const")
+        self._levels[e] = lvl
+        return lvl
+
+    def ref_table(self, lk: ir.Lookup) -> pa.Table:
+        """The lookup's reference table (several stacked, labelled by discriminator)."""
+        if lk.name not in self._ref_tables:
+            parts = []
+            for label, name in lk.tables:
+                tbl = self.reference[name]
+                if lk.discriminator:
+                    tbl = tbl.append_column(lk.discriminator, pa.repeat(pa.scalar(label), len(tbl)))
+                parts.append(tbl)
+            self._ref_tables[lk.name] = (
+                pa.concat_tables(parts, promote_options="permissive") if len(parts) > 1 else parts[0]
+            )
+        return self._ref_tables[lk.name]
+
+
+class Evaluator:
+    def __init__(self, level: str, table: pa.Table, ctx: Context) -> None:
+        self.level = level
+        self.table = table
+        self.n = table.num_rows
+        self.ctx = ctx
+        self.parent: Evaluator | None = None  # the claim evaluator, for a line evaluator
+        self.to_parent: Array | None = None  # line -> claim row, -1 for an orphan line
+        self.child: Evaluator | None = None  # the line evaluator, for a claim evaluator
+        self.cache: dict[ir.Expr, Vec] = {}
+        self.lookup_rows: dict[str, Array] = {}
+
+    @staticmethod
+    def pair(claims: pa.Table, lines: pa.Table, line_claim_row: Array,
+             ctx: Context) -> tuple[Evaluator, Evaluator]:
+        c, ln = Evaluator("claim", claims, ctx), Evaluator("line", lines, ctx)
+        c.child, ln.parent, ln.to_parent = ln, c, line_claim_row
+        return c, ln
+
+    # --- entry points ---------------------------------------------------------
+    def eval(self, e: ir.Expr) -> Vec:
+        hit = self.cache.get(e)
+        if hit is not None:
+            return hit
+        if self.level == "line" and self.ctx.level_of(e) == "claim":
+            assert self.parent is not None and self.to_parent is not None
+            v = take(self.parent.eval(e), self.to_parent)
+        else:
+            v = self._eval(e)
+        if not isinstance(e, ir.Const | ir.Param) and (
+            e in self.ctx.cacheable or isinstance(e, ir.Field | ir.Derived | ir.LookupField
+                                                  | ir.Computed | ir.Aggregate)
+        ):
+            self.cache[e] = v
+        return v
+
+    def truth(self, e: ir.Expr) -> Array:
+        """Rows where a condition is true (null counts as not true)."""
+        v = self.eval(e)
+        data = V.full(v, self.n)
+        return np.asarray(data & V.valid_mask(v, self.n))
+
+    def lookup_index(self, name: str) -> Array:
+        if name not in self.lookup_rows:
+            self.lookup_rows[name] = self._run_lookup(self.ctx.lookups[name])
+        return self.lookup_rows[name]
+
+    # --- dispatch -------------------------------------------------------------
+    def _eval(self, e: ir.Expr) -> Vec:
+        handler = _HANDLERS.get(type(e))
+        if handler is None:
+            raise NotImplementedError(f"no kernel for {type(e).__name__}")
+        return handler(self, e)
+
+    def _const(self, e: ir.Const | ir.Param) -> Vec:
+        return const_vec(e.value, e.type)
+
+    def _field(self, e: ir.Field) -> Vec:
+        return V.from_arrow(self.table.column(e.name), e.type)
+
+    def _computed(self, e: ir.Computed) -> Vec:
+        v = self.ctx.computed.get((e.level, e.name))
+        if v is None:
+            raise RuntimeError(f"computed.{e.name} is not available yet (plan stage error)")
+        return v
+
+    def _derived(self, e: ir.Derived) -> Vec:
+        return self.eval(self.ctx.derived[e.name][1])
+
+    def _lookup_field(self, e: ir.LookupField) -> Vec:
+        lk = self.ctx.lookups[e.lookup]
+        ref = self.ctx.ref_table(lk)
+        col = V.from_arrow(ref.column(e.name), e.type)
+        return take(col, self.lookup_index(e.lookup))
+
+    def _lookup_exists(self, e: ir.LookupExists) -> Vec:
+        return Vec(t.BOOL, self.lookup_index(e.lookup) >= 0)
+
+    def _run_lookup(self, lk: ir.Lookup) -> Array:
+        ref = self.ctx.ref_table(lk)
+        nref = ref.num_rows
+        ref_from = lookup.dates_of(ref, "valid_from", lookup.NO_DATE_LOW)
+        ref_to = lookup.dates_of(ref, "valid_to", lookup.NO_DATE_HIGH)
+        as_of = self.eval(lk.as_of)
+        row_date = np.ascontiguousarray(V.full(as_of, self.n)).astype(np.int64)
+        row_ok = np.ascontiguousarray(V.valid_mask(as_of, self.n))
+
+        def keyed(pairs: tuple[tuple[str, ir.Expr], ...]) -> tuple[Array, Array]:
+            ref_codes, row_codes, sizes = [], [], []
+            for column, expr in pairs:
+                rc, wc, size = self._encode_key(ref.column(column).combine_chunks(), expr)
+                ref_codes.append(rc)
+                row_codes.append(wc)
+                sizes.append(size)
+            return lookup.combine(ref_codes, sizes, nref), lookup.combine(row_codes, sizes, self.n)
+
+        rows = np.arange(nref, dtype=np.int64)
+        ref_key, row_key = keyed(lk.keys)
+        if not lk.prefer:
+            return lookup.asof_match(ref_key, rows, ref_from, ref_to, row_key, row_date, row_ok)
+        general = np.ones(nref, dtype=bool)
+        for column, _ in lk.prefer:
+            general &= np.asarray(ref.column(column).is_null().to_numpy(zero_copy_only=False))
+        best = lookup.asof_match(np.where(general, ref_key, -1), rows, ref_from, ref_to,
+                                 row_key, row_date, row_ok)
+        sref, srow = keyed(lk.keys + lk.prefer)
+        specific = lookup.asof_match(np.where(general, -1, sref), rows, ref_from, ref_to,
+                                     srow, row_date, row_ok)
+        return np.where(specific >= 0, specific, best)
+
+    def _encode_key(self, ref_col: pa.Array, expr: ir.Expr) -> tuple[Array, Array, int]:
+        """Codes of a key; a claim-level key of a line lookup is encoded per claim."""
+        if self.level == "line" and self.ctx.level_of(expr) == "claim":
+            assert self.parent is not None and self.to_parent is not None
+            rc, wc, size = self.parent._encode_key(ref_col, expr)
+            return rc, np.where(self.to_parent >= 0, wc[np.maximum(self.to_parent, 0)], -1), size
+        arr = V.to_arrow(self.eval(expr), self.n)
+        if ref_col.type != arr.type:
+            arr = arr.cast(ref_col.type)
+        return lookup.encode(ref_col, arr)
+
+    # --- operators --------------------------------------------------------------
+    def _arith(self, e: ir.Arith) -> Vec:
+        a, b = self.eval(e.left), self.eval(e.right)
+        valid = _and_valid(a.valid, b.valid)
+        if e.type.kind == "null" or a.type.kind == "null" or b.type.kind == "null":
+            return null_vec(e.type)
+        sa, sb, s = a.type.scale, b.type.scale, e.type.scale
+        x, y = np.asarray(a.data), np.asarray(b.data)
+        if e.op in ("+", "-"):
+            x, y = V.rescale(x, sa, s), V.rescale(y, sb, s)
+            out = V.add(x, y if e.op == "+" else V.neg(y))
+        elif e.op == "*":
+            out = V.mul(x, y)
+        elif power_of_ten(e.right) == s - sa:  # x / 10**k: same integers, k more decimals
+            out = x
+        else:  # exact division at the result scale, half-up; x / 0 is null
+            out = V.div_half_up(V.rescale(x, sa, s + sb), y)
+            valid = _and_valid(valid, np.asarray(y != 0))
+        return Vec(e.type, V.narrow(np.asarray(out)), valid)
+
+    def _neg(self, e: ir.Neg) -> Vec:
+        a = self.eval(e.operand)
+        return Vec(a.type, V.neg(np.asarray(a.data)), a.valid)
+
+    def _compare(self, e: ir.Compare) -> Vec:
+        a, b = self.eval(e.left), self.eval(e.right)
+        if a.type.kind == "null" or b.type.kind == "null":
+            return null_vec(t.BOOL)
+        if a.is_arrow:
+            fn = {"==": pc.equal, "!=": pc.not_equal, "<": pc.less, "<=": pc.less_equal,
+                  ">": pc.greater, ">=": pc.greater_equal}[e.op]
+            res = fn(a.data, b.data)
+            if isinstance(res, pa.Scalar):
+                return Vec(t.BOOL, np.bool_(res.as_py() or False), np.asarray(res.is_valid))
+            return V.arrow_bool_to_vec(res)
+        x, y = np.asarray(a.data), np.asarray(b.data)
+        if a.type.is_num:
+            s = max(a.type.scale, b.type.scale)
+            x, y = V.rescale(x, a.type.scale, s), V.rescale(y, b.type.scale, s)
+        op: Callable[[Any, Any], Any] = {
+            "==": np.equal, "!=": np.not_equal, "<": np.less, "<=": np.less_equal,
+            ">": np.greater, ">=": np.greater_equal,
+        }[e.op]
+        return Vec(t.BOOL, np.asarray(op(x, y), dtype=bool), _and_valid(a.valid, b.valid))
+
+    def _logic(self, e: ir.Logic) -> Vec:
+        vs = [self.eval(i) for i in e.items]
+        if e.op == "and":
+            true = _all(np.asarray(v.data) & _valid_or_true(v) for v in vs)
+            false = _any(~np.asarray(v.data) & _valid_or_true(v) for v in vs)
+        else:
+            true = _any(np.asarray(v.data) & _valid_or_true(v) for v in vs)
+            false = _all(~np.asarray(v.data) & _valid_or_true(v) for v in vs)
+        known = true | false
+        return Vec(t.BOOL, true, None if bool(np.all(known)) else known)
+
+    def _not(self, e: ir.Not) -> Vec:
+        v = self.eval(e.operand)
+        return Vec(t.BOOL, ~np.asarray(v.data, dtype=bool), v.valid)
+
+    def _is_null(self, e: ir.IsNull) -> Vec:
+        v = self.eval(e.operand)
+        if v.type.kind == "null":
+            return Vec(t.BOOL, np.bool_(True))
+        return Vec(t.BOOL, ~V.valid_mask(v, self.n) if not v.is_scalar else
+                   np.bool_(not bool(np.all(V.valid_mask(v, 1)))))
+
+    def _in_set(self, e: ir.InSet) -> Vec:
+        v = self.eval(e.operand)
+        if v.is_arrow:
+            res = pc.is_in(v.data, value_set=pa.array(list(e.values), type=pa.string()))
+            return Vec(t.BOOL, res.fill_null(False).to_numpy(zero_copy_only=False),
+                       V.valid_mask(v, self.n))
+        data = np.asarray(v.data)
+        if v.type.is_num:
+            data = V.rescale(data, v.type.scale, e.scale)
+            options = np.array(e.values, dtype=data.dtype)
+        elif v.type.kind == "date":
+            options = np.array([(d - EPOCH).days for d in e.values], dtype=np.int64)
+        else:
+            options = np.array(e.values)
+        return Vec(t.BOOL, np.isin(data, options), v.valid)
+
+    def _case(self, e: ir.Case) -> Vec:
+        n = self.n
+        out = self._as_type(self.eval(e.default), e.type)
+        for cond, value in reversed(e.whens):
+            hit = self.truth(cond)
+            out = _where(hit, self._as_type(self.eval(value), e.type), out, n)
+        return out
+
+    def _as_type(self, v: Vec, ty: t.Type) -> Vec:
+        if v.type.kind == "null":
+            return null_vec(ty)
+        if ty.is_num and v.type.scale != ty.scale:
+            return Vec(ty, V.rescale(np.asarray(v.data), v.type.scale, ty.scale), v.valid)
+        return v
+
+    def _aggregate(self, e: ir.Aggregate) -> Vec:
+        ln = self.child
+        assert ln is not None and ln.to_parent is not None
+        group = ln.to_parent
+        include = ln.truth(e.where) if e.where is not None else np.ones(ln.n, dtype=bool)
+        if e.fn == "count":
+            return Vec(t.INT, groups.group_count(group, include, self.n))
+        if e.fn in ("any", "all"):
+            hits = groups.group_count(group, include, self.n)
+            if e.fn == "any":
+                return Vec(t.BOOL, hits > 0)
+            total = groups.group_count(group, np.ones(ln.n, dtype=bool), self.n)
+            return Vec(t.BOOL, hits == total)
+        assert e.value is not None
+        v = ln.eval(e.value)
+        include = include & V.valid_mask(v, ln.n)
+        data = np.asarray(V.full(v, ln.n))
+        if e.fn == "sum":
+            return Vec(e.type, V.narrow(groups.group_sum(group, data, include, self.n)))
+        out, seen = groups.group_extreme(group, data, include, self.n, e.fn == "max")
+        return Vec(e.type, out, seen)
+
+    def _call(self, e: ir.Call) -> Vec:
+        fn = _FUNCTIONS.get(e.fn)
+        if fn is None:
+            raise NotImplementedError(f"no kernel for function {e.fn}()")
+        return fn(self, e)
+
+
+# --- helpers ------------------------------------------------------------------
+
+def const_vec(value: Any, ty: t.Type) -> Vec:
+    if value is None or ty.kind == "null":
+        return null_vec(ty)
+    if ty.kind == "str":
+        return Vec(ty, V.str_scalar(value))
+    if ty.kind == "date":
+        return Vec(ty, np.int64((value - EPOCH).days))
+    if ty.kind == "bool":
+        return Vec(ty, np.bool_(value))
+    return Vec(ty, np.int64(value) if abs(int(value)) < 2**63 else np.asarray(value, dtype=object))
+
+
+def null_vec(ty: t.Type) -> Vec:
+    if ty.kind in ("str", "list_str"):
+        return Vec(ty, pa.scalar(None, pa.string()))
+    return Vec(ty, np.int64(0) if ty.kind != "bool" else np.bool_(False), np.asarray(False))
+
+
+def take(v: Vec, idx: Array) -> Vec:
+    """Rows ``idx`` of ``v``; -1 gives null (a line without claim, a failed lookup)."""
+    missing = idx < 0
+    safe = np.where(missing, 0, idx) if missing.any() else idx
+    if v.is_arrow:
+        if isinstance(v.data, pa.Scalar):
+            return v
+        indices = pa.array(safe, mask=missing if missing.any() else None)
+        return Vec(v.type, v.data.take(indices))
+    if v.is_scalar:
+        return v if not missing.any() else Vec(v.type, v.data, ~missing & bool(
+            np.all(V.valid_mask(v, 1))))
+    if len(v.data) == 0:
+        return Vec(v.type, np.zeros(len(idx), dtype=np.asarray(v.data).dtype), np.zeros(len(idx), bool))
+    data = np.asarray(v.data)[safe]
+    valid = None if v.valid is None else np.asarray(v.valid)[safe]
+    if missing.any():
+        valid = ~missing if valid is None else valid & ~missing
+    return Vec(v.type, data, valid)
+
+
+def _and_valid(a: Array | None, b: Array | None) -> Array | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return np.asarray(a & b)
+
+
+def _valid_or_true(v: Vec) -> Any:
+    return True if v.valid is None else np.asarray(v.valid)
+
+
+def _all(items: Any) -> Array:
+    out: Any = True
+    for i in items:
+        out = out & i
+    return np.asarray(out)
+
+
+def _any(items: Any) -> Array:
+    out: Any = False
+    for i in items:
+        out = out | i
+    return np.asarray(out)
+
+
+def _where(hit: Array, a: Vec, b: Vec, n: int) -> Vec:
+    if a.is_arrow:
+        da = a.data if not isinstance(a.data, pa.Scalar) else pa.repeat(a.data, n)
+        db = b.data if not isinstance(b.data, pa.Scalar) else pa.repeat(b.data, n)
+        return Vec(a.type, pc.if_else(pa.array(hit), da, db))
+    data = np.where(hit, np.asarray(a.data), np.asarray(b.data))
+    if a.valid is None and b.valid is None:
+        return Vec(a.type, data)
+    return Vec(a.type, data, np.where(hit, V.valid_mask(a, n), V.valid_mask(b, n)))
+
+
+def _days(v: Vec) -> Array:
+    d = np.asarray(v.data)
+    return d // SECONDS_PER_DAY if v.type.kind == "timestamp" else d
+
+
+# --- functions ------------------------------------------------------------------
+
+def _str_unary(kernel: Callable[[Any], Any], result: t.Type) -> Callable[[Evaluator, ir.Call], Vec]:
+    def run(ev: Evaluator, e: ir.Call) -> Vec:
+        v = ev.eval(e.args[0])
+        res = kernel(v.data)
+        if result.kind == "num":
+            return V.arrow_num_to_vec(res)
+        return Vec(result, res)
+
+    return run
+
+
+def _str_pattern(kernel: Callable[..., Any]) -> Callable[[Evaluator, ir.Call], Vec]:
+    def run(ev: Evaluator, e: ir.Call) -> Vec:
+        v = ev.eval(e.args[0])
+        return V.arrow_bool_to_vec(kernel(v.data, e.consts[0]))
+
+    return run
+
+
+def _matches(data: Any, pattern: str) -> Any:
+    return pc.match_substring_regex(data, pattern=f"^(?:{pattern})$")
+
+
+def _substring(ev: Evaluator, e: ir.Call) -> Vec:
+    v = ev.eval(e.args[0])
+    start, length = e.consts
+    return Vec(t.STR, pc.utf8_slice_codeunits(v.data, start=start, stop=start + length))
+
+
+def _date_of(ev: Evaluator, e: ir.Call) -> Vec:
+    v = ev.eval(e.args[0])
+    return Vec(t.DATE, _days(v), v.valid)
+
+
+def _days_between(ev: Evaluator, e: ir.Call) -> Vec:
+    a, b = ev.eval(e.args[0]), ev.eval(e.args[1])
+    return Vec(t.INT, np.asarray(_days(b) - _days(a)), _and_valid(a.valid, b.valid))
+
+
+def _minutes_between(ev: Evaluator, e: ir.Call) -> Vec:
+    a, b = ev.eval(e.args[0]), ev.eval(e.args[1])
+    return Vec(t.INT, np.asarray((np.asarray(b.data) - np.asarray(a.data)) // 60),
+               _and_valid(a.valid, b.valid))
+
+
+def _coalesce(ev: Evaluator, e: ir.Call) -> Vec:
+    vs = [ev._as_type(ev.eval(a), e.type) for a in e.args]
+    out = vs[-1]
+    for v in reversed(vs[:-1]):
+        out = _where(V.valid_mask(v, ev.n), v, out, ev.n)
+    return out
+
+
+def _extreme(want_max: bool) -> Callable[[Evaluator, ir.Call], Vec]:
+    def run(ev: Evaluator, e: ir.Call) -> Vec:
+        a, b = (ev._as_type(ev.eval(x), e.type) for x in e.args)
+        va, vb = V.valid_mask(a, ev.n), V.valid_mask(b, ev.n)
+        x, y = V.full(a, ev.n), V.full(b, ev.n)
+        pick_a = va & (~vb | ((x > y) if want_max else (x < y)))
+        return _where(pick_a, a, b, ev.n)
+
+    return run
+
+
+def _round(ev: Evaluator, e: ir.Call) -> Vec:
+    v = ev.eval(e.args[0])
+    return Vec(e.type, V.rescale(np.asarray(v.data), v.type.scale, e.type.scale), v.valid)
+
+
+def _abs(ev: Evaluator, e: ir.Call) -> Vec:
+    v = ev.eval(e.args[0])
+    return Vec(v.type, np.abs(np.asarray(v.data)), v.valid)
+
+
+def _list_contains(ev: Evaluator, e: ir.Call) -> Vec:
+    lst, s = ev.eval(e.args[0]), ev.eval(e.args[1])
+    flat = pc.list_flatten(lst.data)
+    parents = pc.list_parent_indices(lst.data).to_numpy()
+    needle = s.data if isinstance(s.data, pa.Scalar) else s.data.take(pa.array(parents))
+    eq = pc.equal(flat, needle).fill_null(False).to_numpy(zero_copy_only=False)
+    out = np.zeros(ev.n, dtype=bool)
+    out[parents[eq]] = True
+    return Vec(t.BOOL, out, V.valid_mask(lst, ev.n) & V.valid_mask(s, ev.n))
+
+
+_FUNCTIONS: dict[str, Callable[[Evaluator, ir.Call], Vec]] = {
+    "length": _str_unary(pc.utf8_length, t.INT),
+    "upper": _str_unary(pc.utf8_upper, t.STR),
+    "lower": _str_unary(pc.utf8_lower, t.STR),
+    "starts_with": _str_pattern(lambda d, p: pc.starts_with(d, pattern=p)),
+    "ends_with": _str_pattern(lambda d, p: pc.ends_with(d, pattern=p)),
+    "contains": _str_pattern(lambda d, p: pc.match_substring(d, pattern=p)),
+    "matches": _str_pattern(_matches),
+    "substring": _substring,
+    "date_of": _date_of,
+    "days_between": _days_between,
+    "minutes_between": _minutes_between,
+    "coalesce": _coalesce,
+    "least": _extreme(False),
+    "greatest": _extreme(True),
+    "round": _round,
+    "abs": _abs,
+    "list_contains": _list_contains,
+}
+
+_HANDLERS: dict[type, Callable[[Evaluator, Any], Vec]] = {
+    ir.Const: Evaluator._const,
+    ir.Param: Evaluator._const,
+    ir.Field: Evaluator._field,
+    ir.Computed: Evaluator._computed,
+    ir.Derived: Evaluator._derived,
+    ir.LookupField: Evaluator._lookup_field,
+    ir.LookupExists: Evaluator._lookup_exists,
+    ir.Arith: Evaluator._arith,
+    ir.Neg: Evaluator._neg,
+    ir.Compare: Evaluator._compare,
+    ir.Logic: Evaluator._logic,
+    ir.Not: Evaluator._not,
+    ir.IsNull: Evaluator._is_null,
+    ir.InSet: Evaluator._in_set,
+    ir.Case: Evaluator._case,
+    ir.Aggregate: Evaluator._aggregate,
+    ir.Call: Evaluator._call,
+}

@@ -1,0 +1,72 @@
+"""Numba kernels that reduce line values to their claims (per-claim aggregates).
+
+``group`` maps each line to its claim row (-1 for a line without a claim).  Each
+kernel is one pass over the lines; compiled once and cached on disk.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numba
+import numpy as np
+
+Array = np.ndarray[Any, Any]
+
+
+@numba.njit(cache=True, nogil=True)
+def _group_sum(group: Array, values: Array, include: Array, n: int) -> Array:  # pragma: no cover
+    out = np.zeros(n, dtype=np.int64)
+    for i in range(group.shape[0]):
+        g = group[i]
+        if g >= 0 and include[i]:
+            out[g] += values[i]
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _group_extreme(group: Array, values: Array, include: Array, n: int, want_max: bool) -> tuple[Array, Array]:  # pragma: no cover
+    out = np.zeros(n, dtype=np.int64)
+    seen = np.zeros(n, dtype=np.bool_)
+    for i in range(group.shape[0]):
+        g = group[i]
+        if g < 0 or not include[i]:
+            continue
+        v = values[i]
+        if not seen[g] or (want_max and v > out[g]) or (not want_max and v < out[g]):
+            out[g] = v
+            seen[g] = True
+    return out, seen
+
+
+def group_count(group: Array, include: Array, n: int) -> Array:
+    sel = group[include & (group >= 0)]
+    return np.bincount(sel, minlength=n).astype(np.int64)
+
+
+def group_sum(group: Array, values: Array, include: Array, n: int) -> Array:
+    """Exact per-group sums of scaled integers (object path if int64 could overflow)."""
+    if values.dtype != object and values.size:
+        bound = float(np.max(np.abs(values.astype(np.float64)))) * values.size
+        if bound < 2.0**62:
+            return np.asarray(_group_sum(group, values.astype(np.int64), include, n))
+    out = np.zeros(n, dtype=object)
+    keep = include & (group >= 0)
+    np.add.at(out, group[keep], values[keep].astype(object))
+    return out
+
+
+def group_extreme(group: Array, values: Array, include: Array, n: int, want_max: bool) -> tuple[Array, Array]:
+    if values.dtype == object:  # exact path for values beyond int64 (Python ints)
+        keep = include & (group >= 0)
+        g, v = group[keep], values[keep]
+        order = np.argsort(v, kind="stable")
+        if not want_max:
+            order = order[::-1]
+        res = np.zeros(n, dtype=object)
+        res[g[order]] = v[order]  # the last write per group is the extreme
+        hit = np.zeros(n, dtype=bool)
+        hit[g] = True
+        return res, hit
+    out, seen = _group_extreme(group, values.astype(np.int64), include, n, want_max)
+    return np.asarray(out), np.asarray(seen)

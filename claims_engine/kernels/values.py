@@ -1,0 +1,249 @@
+"""Runtime column values and exact decimal arithmetic on scaled integers.
+
+A ``Vec`` is one evaluated expression over all rows of a level (claims or lines):
+
+* numbers, booleans, dates (days since epoch) and timestamps (seconds) are numpy
+  arrays plus a validity mask; numbers are *scaled integers*, their scale is in the
+  static type (``Type.scale``), so 12.50 at scale 2 is the integer 1250;
+* strings and string lists stay Arrow arrays (pyarrow.compute works on them).
+
+Scaled integers are int64.  Where a product could leave int64, the operation is
+redone on Python integers (numpy object arrays): exact at any size, slower, and
+needed only by rows with values far beyond any real claim.  No binary floating
+point ever carries a value; floats are only used to *detect* possible overflow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from claims_engine.lang import types as t
+
+INT64_SAFE = float(2**62)  # products estimated above this go the exact (object) path
+Array = np.ndarray[Any, Any]
+
+
+@dataclass(frozen=True)
+class Vec:
+    type: t.Type
+    data: Any  # numpy array (or numpy scalar for a constant) | pa.Array | pa.Scalar
+    valid: Array | None = None  # numpy-backed kinds only; None = every row valid
+
+    @property
+    def is_arrow(self) -> bool:
+        return self.type.kind in ("str", "list_str")
+
+    @property
+    def is_scalar(self) -> bool:
+        return np.ndim(self.data) == 0 if not self.is_arrow else isinstance(self.data, pa.Scalar)
+
+
+def valid_mask(v: Vec, n: int) -> Array:
+    """Row validity as a numpy bool array of length ``n``."""
+    if v.is_arrow:
+        if isinstance(v.data, pa.Scalar):
+            return np.full(n, v.data.is_valid)
+        if v.data.null_count == 0:
+            return np.ones(n, dtype=bool)
+        return np.asarray(v.data.is_valid().to_numpy(zero_copy_only=False))
+    if v.valid is None:
+        return np.ones(n, dtype=bool)
+    return np.broadcast_to(v.valid, (n,))
+
+
+def full(v: Vec, n: int) -> Array:
+    """Numpy data broadcast to ``n`` rows (for numpy-backed kinds)."""
+    return np.broadcast_to(np.asarray(v.data), (n,))
+
+
+# --- Arrow <-> Vec ---------------------------------------------------------
+
+def _validity(arr: pa.Array) -> Array | None:
+    if arr.null_count == 0:
+        return None
+    return np.asarray(arr.is_valid().to_numpy(zero_copy_only=False))
+
+
+def decimal_to_scaled(arr: pa.Array) -> Array:
+    """The unscaled integers of a decimal128 array, as int64 (exact for p <= 18).
+
+    Reads the low 64-bit word of each 128-bit two's-complement value straight from
+    the buffer; the contract's decimals have at most 18 digits, so the low word is
+    the value.  Null slots hold whatever bytes; callers mask them.
+    """
+    if arr.type.precision > 18:
+        raise ValueError(f"{arr.type} does not fit int64 scaled integers")
+    words = np.frombuffer(arr.buffers()[1], dtype=np.int64)
+    start = 2 * arr.offset
+    data = words[start : start + 2 * len(arr) : 2].copy()
+    if arr.null_count:
+        data[~np.asarray(arr.is_valid().to_numpy(zero_copy_only=False))] = 0
+    return data
+
+
+def from_arrow(arr: pa.Array | pa.ChunkedArray, ty: t.Type | None = None) -> Vec:
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    ty = ty or t.from_arrow(arr.type)
+    at = arr.type
+    if ty.kind in ("str", "list_str"):
+        return Vec(ty, arr)
+    valid = _validity(arr)
+    if pa.types.is_decimal(at):
+        return Vec(ty, decimal_to_scaled(arr), valid)
+    if pa.types.is_date32(at):
+        data = arr.cast(pa.int32()).fill_null(0).to_numpy().astype(np.int64)
+    elif pa.types.is_timestamp(at):
+        data = arr.cast(pa.int64()).fill_null(0).to_numpy()
+    elif pa.types.is_boolean(at):
+        data = arr.fill_null(False).to_numpy(zero_copy_only=False)
+    elif pa.types.is_integer(at):
+        data = arr.fill_null(0).to_numpy().astype(np.int64)
+    else:
+        raise TypeError(f"cannot evaluate a column of Arrow type {at}")
+    return Vec(ty, data, valid)
+
+
+def scaled_to_decimal(data: Array, valid: Array | None, scale: int, out_scale: int,
+                      precision: int = 18) -> pa.Array:
+    """Scaled integers -> decimal128(precision, out_scale), rounding half-up if needed."""
+    data = rescale(data, scale, out_scale)
+    if data.dtype == object:
+        return pa.array(
+            [None if (valid is not None and not ok) else _py_decimal(int(v), out_scale)
+             for v, ok in zip(data, valid if valid is not None else np.ones(len(data), bool),
+                              strict=True)],
+            type=pa.decimal128(precision, out_scale),
+        )
+    n = len(data)
+    words = np.empty(2 * n, dtype=np.int64)
+    words[0::2] = data
+    words[1::2] = data >> 63  # sign extension into the high word
+    bitmap = None
+    null_count = 0
+    if valid is not None and not valid.all():
+        bitmap = pa.py_buffer(np.packbits(valid, bitorder="little"))
+        null_count = int(n - valid.sum())
+    return pa.Array.from_buffers(
+        pa.decimal128(precision, out_scale), n, [bitmap, pa.py_buffer(words)], null_count
+    )
+
+
+def _py_decimal(v: int, scale: int) -> Any:
+    from decimal import Decimal
+
+    return Decimal(v).scaleb(-scale)
+
+
+def to_arrow(v: Vec, n: int) -> pa.Array:
+    """A Vec as an Arrow array of ``n`` rows (numbers as decimal128(18, scale))."""
+    if v.is_arrow:
+        if isinstance(v.data, pa.Scalar):
+            return pa.repeat(v.data, n)
+        return v.data
+    data = np.ascontiguousarray(full(v, n))
+    valid = None if v.valid is None else np.ascontiguousarray(np.broadcast_to(v.valid, (n,)))
+    kind = v.type.kind
+    if kind == "num":
+        return scaled_to_decimal(data, valid, v.type.scale, v.type.scale,
+                                 precision=max(18, v.type.scale + 1))
+    mask = None if valid is None else ~valid
+    if kind == "bool":
+        return pa.array(data.astype(bool), mask=mask)
+    if kind == "date":
+        return pa.array(data.astype(np.int32), mask=mask).cast(pa.date32())
+    if kind == "timestamp":
+        return pa.array(data, mask=mask).cast(pa.timestamp("s"))
+    return pa.nulls(n)
+
+
+# --- exact integer arithmetic ------------------------------------------------
+
+def _exact(*arrays: Array) -> list[Array]:
+    return [a.astype(object) if a.dtype != object else a for a in arrays]
+
+
+def _may_overflow(a: Array, b: Array) -> bool:
+    if a.dtype == object or b.dtype == object:
+        return True
+    if a.size == 0 or b.size == 0:
+        return False
+    return bool(np.max(np.abs(a.astype(np.float64))) * np.max(np.abs(b.astype(np.float64)))
+                >= INT64_SAFE)
+
+
+def mul(a: Array, b: Array) -> Array:
+    if _may_overflow(a, b):
+        x, y = _exact(np.asarray(a), np.asarray(b))
+        return np.asarray(x * y)
+    return np.asarray(a * b)
+
+
+def add(a: Array, b: Array) -> Array:
+    if a.dtype == object or b.dtype == object or _may_overflow(a, np.asarray(2)) \
+            or _may_overflow(b, np.asarray(2)):
+        x, y = _exact(np.asarray(a), np.asarray(b))
+        return np.asarray(x + y)
+    return np.asarray(a + b)
+
+
+def neg(a: Array) -> Array:
+    return np.asarray(-a)
+
+
+def div_half_up(n: Array, d: Array) -> Array:
+    """n / d rounded half away from zero; d == 0 gives 0 (callers mask it invalid)."""
+    n, d = np.asarray(n), np.asarray(d)
+    exact = n.dtype == object or d.dtype == object
+    sign = np.where((n < 0) != (d < 0), -1, 1)
+    an, ad = np.abs(n), np.abs(d)
+    safe_d = np.where(ad == 0, 1, ad)
+    if exact:
+        an, safe_d = _exact(np.asarray(an), np.asarray(safe_d))
+    q, r = np.divmod(an, safe_d)
+    q = q + (2 * r >= safe_d)
+    out = np.where(ad == 0, 0, sign * q)
+    return np.asarray(out if not exact else out.astype(object))
+
+
+def rescale(a: Array, scale: int, new_scale: int) -> Array:
+    """Change the scale of scaled integers (half-up when dropping digits)."""
+    a = np.asarray(a)
+    if new_scale == scale:
+        return a
+    if new_scale > scale:
+        return mul(a, np.asarray(10 ** (new_scale - scale), dtype=np.int64))
+    return div_half_up(a, np.asarray(10 ** (scale - new_scale), dtype=np.int64))
+
+
+def narrow(a: Array) -> Array:
+    """Back to int64 when an exact (object) result fits again."""
+    if a.dtype != object or a.size == 0:
+        return a
+    if max(abs(int(a.max())), abs(int(a.min()))) < 2**63:
+        return a.astype(np.int64)
+    return a
+
+
+def str_scalar(value: str) -> pa.Scalar:
+    return pa.scalar(value, pa.string())
+
+
+def arrow_bool_to_vec(arr: pa.Array | pa.ChunkedArray) -> Vec:
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    return Vec(t.BOOL, arr.fill_null(False).to_numpy(zero_copy_only=False), _validity(arr))
+
+
+def arrow_num_to_vec(arr: pa.Array) -> Vec:
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    return Vec(t.INT, arr.fill_null(0).to_numpy().astype(np.int64), _validity(arr))
+
+
+__all__ = ["Vec", "pc"]

@@ -1,0 +1,340 @@
+"""Compile a rule pack into a Plan, as an ordered tuple of small passes.
+
+    read pack (shapes) -> scope -> lookups -> named values -> rules -> stages
+    -> shared subexpressions
+
+Each pass is a plain function; every error in the author's text becomes a
+PackError with file, line, column, the rule id and an excerpt with a caret.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from claims_engine import schema
+from claims_engine.errors import PackError
+from claims_engine.lang import ast, ir
+from claims_engine.lang import types as t
+from claims_engine.lang.checker import Checker, LookupSig, Scope, const_from_python
+from claims_engine.lang.errors import ExprError
+from claims_engine.lang.parser import parse
+from claims_engine.pack.loader import Item, PackSource, read_pack
+from claims_engine.pack.models import DeriveModel, RuleModel
+from claims_engine.pack.source import PosDict, PosList, Where, excerpt, expression_position
+from claims_engine.plan.plan import (
+    STAGE_ELIGIBLE,
+    STAGE_FUND,
+    STAGE_INPUT,
+    CompiledRule,
+    MessagePart,
+    Plan,
+)
+
+# Values the engine computes after rejections; rules reading them run later.
+COMPUTED: dict[tuple[str, str], tuple[t.Type, int]] = {
+    ("line", "eligible"): (t.num(2), STAGE_ELIGIBLE),
+    ("claim", "eligible"): (t.num(2), STAGE_ELIGIBLE),
+    ("line", "fund_pays"): (t.num(2), STAGE_FUND),
+    ("claim", "fund_pays"): (t.num(2), STAGE_FUND),
+}
+
+# Named values every pack gets, written in the rule language itself.
+BUILTIN_VALUES: tuple[tuple[str, str, str], ...] = (
+    ("date_of_service", "line", "coalesce(date_of(ordered_at), date_of(admitted_at))"),
+    ("admission_date", "claim", "date_of(admitted_at)"),
+    ("age_days", "claim", "days_between(birth_date, date_of(admitted_at))"),
+    ("inpatient", "claim", "visit_type in [3, 4]"),
+)
+
+
+@dataclass
+class _State:
+    source: PackSource
+    scope: Scope
+    lookups: dict[str, ir.Lookup] = field(default_factory=dict)
+    derived: dict[str, tuple[str, ir.Expr]] = field(default_factory=dict)
+    derived_stage: dict[str, int] = field(default_factory=dict)
+    rules: list[CompiledRule] = field(default_factory=list)
+
+
+def _fail(where: Where, label: str, key: str, text: str, err: ExprError) -> PackError:
+    line, col = expression_position(where, text, err.offset)
+    return PackError(
+        f"{where.file}:{line}:{col}: {label}, {key}: {err.message}\n{excerpt(text, err.offset)}"
+    )
+
+
+def _expr(state: _State, text: str, level: str, where: Where, label: str, key: str,
+          expect: t.Type | None = None) -> ir.Expr:
+    scope = Scope(level, state.scope.claim_fields, state.scope.line_fields, state.scope.params,
+                  state.scope.lookups, {n: (lv, e.type) for n, (lv, e) in state.derived.items()},
+                  state.scope.computed)
+    try:
+        return Checker(scope).check(parse(str(text)), expect)
+    except ExprError as err:
+        raise _fail(where, label, key, str(text), err) from None
+
+
+# --- passes -------------------------------------------------------------------
+
+def pass_scope(source: PackSource) -> Scope:
+    params: dict[str, tuple[Any, t.Type]] = {}
+    for name, value in source.pack.params.items():
+        try:
+            c = const_from_python(value if not isinstance(value, float) else Decimal(repr(value)), 0)
+        except ExprError as err:
+            raise PackError(f"{source.pack_raw.where.get('params')}: params.{name}: "
+                            f"{err.message}") from None
+        params[name] = (c.value, c.type)
+    fields = {c.name: t.from_arrow(c.type) for c in schema.CLAIM_COLUMNS}
+    lines = {c.name: t.from_arrow(c.type) for c in schema.LINE_COLUMNS}
+    computed = {k: ty for k, (ty, _) in COMPUTED.items()}
+    return Scope("claim", fields, lines, params, {}, {}, computed)
+
+
+def pass_lookups(state: _State) -> None:
+    raw_lookups = state.source.pack_raw.get("lookups", PosDict())
+    for name, model in state.source.pack.lookups.items():
+        where = raw_lookups.where.get(name, state.source.pack_raw.start)
+        label = f"lookup {name}"
+        tables = (tuple(model.table.items()) if isinstance(model.table, dict)
+                  else (("", model.table),))
+        columns: dict[str, t.Type] = {}
+        for _, tname in tables:
+            spec = schema.REFERENCE_TABLE_BY_NAME.get(tname)
+            if spec is None:
+                from claims_engine.lang.errors import did_you_mean
+
+                hint = did_you_mean(tname, schema.REFERENCE_TABLE_BY_NAME)
+                raise PackError(f"{where}: {label}: unknown reference table '{tname}'.{hint}")
+            for col in spec.columns + schema.VALIDITY_COLUMNS:
+                columns.setdefault(col.name, t.from_arrow(col.type))
+        if model.discriminator:
+            columns[model.discriminator] = t.STR
+
+        def pairs(mapping: dict[str, str], key: str, _cols: dict[str, t.Type] = columns,
+                  _where: Where = where, _label: str = label,
+                  _level: str = model.level) -> tuple[tuple[str, ir.Expr], ...]:
+            out = []
+            for column, text in mapping.items():
+                if column not in _cols:
+                    raise PackError(f"{_where}: {_label}: {key}: the table has no column "
+                                    f"'{column}' (columns: {', '.join(sorted(_cols))})")
+                e = _expr(state, text, _level, _where, _label, f"{key}.{column}")
+                if not t.comparable(e.type, _cols[column]):
+                    raise PackError(f"{_where}: {_label}: {key}.{column}: {e.type} value for a "
+                                    f"{_cols[column]} column")
+                out.append((column, e))
+            return tuple(out)
+
+        keys = pairs(model.keys, "keys")
+        prefer = pairs(model.prefer, "prefer")
+        as_of = _expr(state, model.as_of, model.level, where, label, "as_of", t.DATE)
+        lk = ir.Lookup(name, model.level, tables, model.discriminator, keys, prefer, as_of,
+                       model.required, tuple(sorted(columns.items())))
+        state.lookups[name] = lk
+        state.scope = Scope(state.scope.level, state.scope.claim_fields, state.scope.line_fields,
+                            state.scope.params,
+                            {**state.scope.lookups, name: LookupSig(model.level, columns)},
+                            state.scope.derived, state.scope.computed)
+
+
+def pass_builtin_values(state: _State) -> None:
+    for name, level, text in BUILTIN_VALUES:
+        state.derived[name] = (level, _expr(state, text, level, state.source.pack_raw.start,
+                                            f"built-in value {name}", "value"))
+
+
+def _cell_condition(state: _State, input_ast: ast.Node, cell: Any, level: str, where: Where,
+                    label: str) -> ir.Expr | None:
+    """A decision-table cell as a condition on its input (None for 'any')."""
+    if cell is None or (isinstance(cell, str) and cell.strip().lower() == "any"):
+        return None
+    pos = ast.Pos(0)
+    node: ast.Node
+    if isinstance(cell, list):
+        node = ast.In(pos, input_ast, ast.ListLit(pos, tuple(ast.Literal(pos, v) for v in cell)),
+                      False)
+    elif isinstance(cell, str) and cell.strip()[:2] in ("<=", ">=", "!=", "==") or (
+            isinstance(cell, str) and cell.strip()[:1] in ("<", ">")):
+        text = cell.strip()
+        op = text[:2] if text[:2] in ("<=", ">=", "!=", "==") else text[:1]
+        try:
+            literal = parse(text[len(op):].strip())
+        except ExprError as err:
+            raise PackError(f"{where}: {label}: cell {cell!r}: {err.message}") from None
+        node = ast.Binary(pos, op, input_ast, literal)
+    else:
+        node = ast.Binary(pos, "==", input_ast, ast.Literal(pos, cell))
+    scope = Scope(level, state.scope.claim_fields, state.scope.line_fields, state.scope.params,
+                  state.scope.lookups, {n: (lv, e.type) for n, (lv, e) in state.derived.items()},
+                  state.scope.computed)
+    try:
+        return Checker(scope).check(node, t.BOOL)
+    except ExprError as err:
+        raise PackError(f"{where}: {label}: cell {cell!r}: {err.message}") from None
+
+
+def _table(state: _State, item: Item, model: DeriveModel) -> ir.Expr:
+    assert model.table is not None
+    label = f"table {model.derive}"
+    body = item.raw.get("table", item.raw)
+    rows_where: list[Where] = body.get("rows").where if isinstance(body, PosDict) and isinstance(
+        body.get("rows"), PosList) else []
+    inputs_raw = body.get("inputs") if isinstance(body, PosDict) else None
+    inputs: list[ast.Node] = []
+    for i, text in enumerate(model.table.inputs):
+        w = inputs_raw.where[i] if isinstance(inputs_raw, PosList) else item.where()
+        _expr(state, text, model.level, w, label, f"inputs[{i}]")  # type-check it alone first
+        inputs.append(parse(text))
+    whens: list[tuple[ir.Expr, ir.Expr]] = []
+    out_type: t.Type | None = None
+    default: ir.Expr | None = None
+    for r, row in enumerate(model.table.rows):
+        where = rows_where[r] if r < len(rows_where) else item.where()
+        if len(row) != len(inputs) + 1:
+            raise PackError(f"{where}: {label}: row {r + 1} has {len(row)} cells, expected "
+                            f"{len(inputs)} inputs and 1 result")
+        value = const_from_python(row[-1], 0)
+        out_type = value.type if out_type is None else t.unify(out_type, value.type)
+        if out_type is None:
+            raise PackError(f"{where}: {label}: row {r + 1}: result {row[-1]!r} does not match "
+                            "the type of the results above")
+        conds = [c for c in (_cell_condition(state, inp, cell, model.level, where, label)
+                             for inp, cell in zip(inputs, row[:-1], strict=True)) if c is not None]
+        if not conds:
+            default = value
+            if r != len(model.table.rows) - 1:
+                raise PackError(f"{where}: {label}: row {r + 1} matches everything, so the "
+                                "rows below it can never be reached")
+            break
+        whens.append((conds[0] if len(conds) == 1 else ir.Logic("and", tuple(conds)), value))
+    if default is None:
+        raise PackError(f"{item.where()}: {label}: the last row must match everything "
+                        "(all cells 'any'), so every claim gets a value")
+    assert out_type is not None
+    return ir.Case(tuple(whens), default, out_type)
+
+
+def pass_values_and_rules(state: _State) -> None:
+    for item in state.source.items:
+        m = item.model
+        if isinstance(m, DeriveModel):
+            if m.value is not None:
+                e = _expr(state, m.value, m.level, item.where("value"), item.label, "value")
+            else:
+                e = _table(state, item, m)
+            state.derived[m.derive] = (m.level, e)
+            state.derived_stage[m.derive] = _stage(state, e)
+        else:
+            state.rules.append(_rule(state, item, m))
+
+
+def _rule(state: _State, item: Item, m: RuleModel) -> CompiledRule:
+    label = item.label
+    when = _expr(state, m.when, m.level, item.where("when"), label, "when", t.BOOL)
+    sets = []
+    for target, text in (m.set or {}).items():
+        e = _expr(state, text, m.level, item.raw.get("set", PosDict()).where.get(target, item.where("set"))
+                  if isinstance(item.raw.get("set"), PosDict) else item.where("set"),
+                  label, f"set.{target}")
+        if not e.type.is_num:
+            raise PackError(f"{item.where('set')}: {label}: set.{target} needs a number, "
+                            f"this is a {e.type}")
+        sets.append((target, e))
+    message = _message(state, m.message, m.level, item.where("message"), label)
+    stage = max([_stage(state, when)] + [_stage(state, e) for _, e in sets]
+                + [_stage(state, p.expr) for p in message if p.expr is not None])
+    if stage > STAGE_INPUT and m.severity == "reject":
+        raise PackError(f"{item.where('severity')}: {label}: a reject rule cannot read computed "
+                        "amounts (computed.*): rejections decide what is eligible; use flag")
+    if stage == STAGE_FUND and m.severity == "adjust":
+        raise PackError(f"{item.where('severity')}: {label}: an adjust rule cannot read "
+                        "computed.fund_pays, which it would change")
+    return CompiledRule(m.id, m.title, m.basis, m.level, m.severity, m.code, when, message,
+                        tuple(sets), stage, m.effective_from, m.effective_to,
+                        f"{item.file.name}:{item.where().line}")
+
+
+def _message(state: _State, text: str, level: str, where: Where, label: str
+             ) -> tuple[MessagePart, ...]:
+    parts: list[MessagePart] = []
+    i = 0
+    while i < len(text):
+        j = text.find("{", i)
+        if j < 0:
+            parts.append(MessagePart(text[i:]))
+            break
+        if j > i:
+            parts.append(MessagePart(text[i:j]))
+        k = text.find("}", j)
+        if k < 0:
+            raise PackError(f"{where}: {label}, message: '{{' at character {j + 1} is not closed")
+        source = text[j + 1 : k]
+        try:
+            e = Checker(Scope(level, state.scope.claim_fields, state.scope.line_fields,
+                              state.scope.params, state.scope.lookups,
+                              {n: (lv, x.type) for n, (lv, x) in state.derived.items()},
+                              state.scope.computed)).check(parse(source))
+        except ExprError as err:
+            raise _fail(where, label, "message", text, ExprError(err.message, j + 1 + err.offset)
+                        ) from None
+        parts.append(MessagePart(source, e))
+        i = k + 1
+    return tuple(parts)
+
+
+def _stage(state: _State, e: ir.Expr) -> int:
+    stage = STAGE_INPUT
+    for node in ir.walk(e):
+        if isinstance(node, ir.Computed):
+            stage = max(stage, COMPUTED[(node.level, node.name)][1])
+        elif isinstance(node, ir.Derived):
+            stage = max(stage, state.derived_stage.get(node.name, STAGE_INPUT))
+    return stage
+
+
+def pass_shared(state: _State) -> frozenset[ir.Expr]:
+    """Subexpressions used more than once across rules and values: computed once."""
+    counts: Counter[ir.Expr] = Counter()
+    roots: list[ir.Expr] = [e for _, e in state.derived.values()]
+    roots += [e for lk in state.lookups.values() for e in (lk.as_of,)]
+    for r in state.rules:
+        roots += [r.when, *(e for _, e in r.sets)]
+    for root in roots:
+        for node in ir.walk(root):
+            if node.children():
+                counts[node] += 1
+    return frozenset(e for e, n in counts.items() if n > 1)
+
+
+PASSES: tuple[Callable[[_State], None], ...] = (
+    pass_builtin_values,
+    pass_lookups,
+    pass_values_and_rules,
+)
+
+
+def compile_source(source: PackSource) -> Plan:
+    state = _State(source, pass_scope(source))
+    for run in PASSES:
+        run(state)
+    for name in state.derived:
+        state.derived_stage.setdefault(name, _stage(state, state.derived[name][1]))
+    params = tuple((name, source.pack.params[name]) for name in source.pack.params)
+    return Plan(source.pack.id, source.pack.version, source.hash, params, state.lookups,
+                state.derived, state.derived_stage, tuple(state.rules), pass_shared(state))
+
+
+def compile_pack(name_or_path: str | Path = "vn_bhyt") -> Plan:
+    """Read, check and compile a pack; raises PackError on any problem in it."""
+    return compile_source(read_pack(name_or_path))
+
+
+__all__ = ["compile_pack", "compile_source", "date"]

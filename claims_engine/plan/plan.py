@@ -1,0 +1,64 @@
+"""The executable plan: a pack compiled once, reusable for any number of batches.
+
+Everything here is immutable and already type-checked; the engine only runs it.
+``describe()`` renders the plan as stable text for golden-file tests and for
+rule authors who want to see what the compiler made of their rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from claims_engine.lang import ir
+
+# Stages: a rule runs once everything it reads is known.
+STAGE_INPUT = 0  # reads only input and reference data: may reject
+STAGE_ELIGIBLE = 1  # reads computed.eligible (after rejections and price adjustments)
+STAGE_FUND = 2  # reads computed.fund_pays
+STAGE_NAMES = {STAGE_INPUT: "input", STAGE_ELIGIBLE: "after-eligible", STAGE_FUND: "after-fund"}
+
+
+@dataclass(frozen=True)
+class MessagePart:
+    text: str  # literal text, or the placeholder source when ``expr`` is set
+    expr: ir.Expr | None = None
+
+
+@dataclass(frozen=True)
+class CompiledRule:
+    id: str
+    title: str
+    basis: str
+    level: str
+    severity: str
+    code: str
+    when: ir.Expr
+    message: tuple[MessagePart, ...]
+    sets: tuple[tuple[str, ir.Expr], ...]
+    stage: int
+    effective_from: date | None
+    effective_to: date | None
+    source: str  # file:line of the rule, for explanations
+
+
+@dataclass(frozen=True)
+class Plan:
+    pack_id: str
+    version: str
+    pack_hash: str
+    params: tuple[tuple[str, Any], ...]
+    lookups: dict[str, ir.Lookup]
+    derived: dict[str, tuple[str, ir.Expr]]  # name -> (level, expression), in definition order
+    derived_stage: dict[str, int]
+    rules: tuple[CompiledRule, ...]
+    cacheable: frozenset[ir.Expr]
+
+    def rules_at(self, stage: int) -> tuple[CompiledRule, ...]:
+        return tuple(r for r in self.rules if r.stage == stage)
+
+    def describe(self) -> str:
+        from claims_engine.plan.render import render_plan
+
+        return render_plan(self)
