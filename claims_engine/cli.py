@@ -1,0 +1,236 @@
+"""The `claims-engine` command line: adjudicate, check, demo, rules.
+
+Exit codes (contract section 3): 0 done; 1 (`check`) some claim would not be
+approved; 2 unusable input, rules or reference data; 3 outputs could not be
+written; 130 interrupted.  Errors are one clear message on stderr, never a
+traceback (set CLAIMS_ENGINE_DEBUG=1 to see one for an internal error).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from claims_engine import __version__, pipeline
+from claims_engine.adjudicate import Result
+from claims_engine.errors import ClaimsEngineError, ReferenceDataError
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+                  help="Validate and adjudicate health-insurance claims (Vietnam BHYT, QĐ130).")
+rules_app = typer.Typer(no_args_is_help=True, help="Work with rule packs.")
+app.add_typer(rules_app, name="rules")
+err = Console(stderr=True)
+out = Console()
+
+REFERENCE_ENV = "CLAIMS_ENGINE_REFERENCE"
+EXIT_INTERNAL = 70
+
+
+def _reference(option: Path | None) -> Path:
+    if option is not None:
+        return option
+    env = os.environ.get(REFERENCE_ENV)
+    if env:
+        return Path(env)
+    raise ReferenceDataError(
+        f"no reference data: give --reference DIR or set {REFERENCE_ENV} "
+        "(there is no default, so a nightly run can never use demo prices)")
+
+
+@contextmanager
+def _stages(enabled: bool) -> Iterator[pipeline.Progress]:
+    """A live status line per stage on stderr (quiet when not a terminal)."""
+    if not enabled:
+        yield lambda _: None
+        return
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=err, transient=False) as bar:
+        current: list[Any] = []
+
+        def step(name: str) -> None:
+            if current:
+                bar.update(current[0], completed=1, total=1)
+            current[:] = [bar.add_task(name, total=None)]
+
+        yield step
+        if current:
+            bar.update(current[0], completed=1, total=1)
+
+
+def _summary_table(result: Result) -> Table:
+    s = result.summary
+    table = Table(title=f"batch {s['batch_id']} · pack {s['pack']['id']} {s['pack']['version']}")
+    table.add_column("decision")
+    table.add_column("claims", justify="right")
+    table.add_column("fund pays (VND)", justify="right")
+    for name, d in s["decisions"].items():
+        table.add_row(name, f"{d['claims']:,}", d["fund_pays"])
+    codes = Table(title="reason codes")
+    codes.add_column("code")
+    codes.add_column("hits", justify="right")
+    for code, n in s["codes"].items():
+        codes.add_row(code, f"{n:,}")
+    grid = Table.grid(padding=(0, 4))
+    grid.add_row(table, codes)
+    return grid
+
+
+@app.command()
+def adjudicate(
+    batch: Annotated[Path, typer.Argument(help="batch folder (claims + lines files)")],
+    out_dir: Annotated[Path, typer.Option("--out", help="output folder (replaced atomically)")],
+    reference: Annotated[Path | None, typer.Option(help=f"reference data folder (or ${REFERENCE_ENV})")] = None,
+    rules: Annotated[str, typer.Option(help="rule pack folder or bundled pack name")] = "vn_bhyt",
+    history: Annotated[Path | None, typer.Option(help="history store folder")] = None,
+    batch_id: Annotated[str | None, typer.Option(help="batch id (default: hash of the inputs)")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress or summary")] = False,
+) -> None:
+    """Adjudicate a batch: approved, rejected and flagged claims with reasons and amounts."""
+    if history is not None:
+        raise ClaimsEngineError("--history: the history store is not available in this version")
+    with _stages(not quiet and err.is_terminal) as step:
+        result = pipeline.adjudicate_batch(batch, out_dir, _reference(reference), rules,
+                                           batch_id, step)
+    if not quiet:
+        out.print(_summary_table(result))
+        out.print(f"outputs written to {out_dir}")
+
+
+@app.command()
+def check(
+    file: Annotated[Path, typer.Argument(help="a batch folder to pre-validate")],
+    reference: Annotated[Path | None, typer.Option(help=f"reference data folder (or ${REFERENCE_ENV})")] = None,
+    rules: Annotated[str, typer.Option(help="rule pack folder or bundled pack name")] = "vn_bhyt",
+    fmt: Annotated[str, typer.Option("--format", help="text or json")] = "text",
+) -> None:
+    """Pre-validate a submission: the same verdicts, nothing written. Exit 1 if any claim is not approved."""
+    if fmt not in ("text", "json"):
+        raise ClaimsEngineError(f"--format: expected 'text' or 'json', got '{fmt}'")
+    from claims_engine.io.batch import read_batch
+    from claims_engine.io.output import content_hash
+
+    inputs = pipeline.prepare(_reference(reference), rules)
+    batch = read_batch(file)
+    result = pipeline.evaluate(batch, inputs, content_hash(batch.files))
+    claims = [*result.rejected.to_pylist(), *result.flagged.to_pylist(),
+              *result.approved.to_pylist()]
+    reasons = result.reasons.to_pylist()
+    by_claim: dict[str, list[dict[str, Any]]] = {}
+    for r in reasons:
+        by_claim.setdefault(r["claim_id"], []).append(r)
+    if fmt == "json":
+        report = {
+            "summary": {k: v for k, v in result.summary.items() if k != "timings"},
+            "claims": [{
+                "claim_id": c["claim_id"], "decision": c["decision"],
+                "reason_codes": c["reason_codes"], "fund_pays": str(c["fund_pays"]),
+                "reasons": [{k: r[k] for k in ("kind", "line_no", "code", "severity", "message")}
+                            for r in by_claim.get(c["claim_id"], [])],
+            } for c in sorted(claims, key=lambda c: c["claim_id"] or "")],
+        }
+        sys.stdout.write(json.dumps(report, ensure_ascii=False, indent=2) + "\n")
+    else:
+        for c in sorted(claims, key=lambda c: c["claim_id"] or ""):
+            colour = {"approved": "green", "flagged": "yellow", "rejected": "red"}[c["decision"]]
+            out.print(f"[{colour}]{c['decision'].upper():9}[/] {c['claim_id']}  fund pays "
+                      f"{c['fund_pays']}")
+            for r in by_claim.get(c["claim_id"], []):
+                where = f"{r['kind']} #{r['line_no']}" if r["line_no"] is not None else "claim"
+                out.print(f"    {r['severity']:6} {r['code']:24} {where:14} {r['message']}",
+                          markup=False, highlight=False)
+        out.print(_summary_table(result))
+    if any(c["decision"] != "approved" for c in claims):
+        raise typer.Exit(1)
+
+
+@app.command()
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", help="output folder")] = Path("demo-output"),
+    claims: Annotated[int, typer.Option(help="claims in the demo batch")] = 5000,
+    seed: Annotated[int, typer.Option(help="random seed of the generator")] = 7,
+    defect_rate: Annotated[float, typer.Option(help="share of claims given a defect")] = 0.05,
+) -> None:
+    """Generate a demo batch and adjudicate it against the bundled demo reference data."""
+    from claims_engine.fixtures.generator import generate_batch, write_batch
+    from claims_engine.io.reference import load_reference
+
+    ref_dir = demo_reference_dir()
+    tables = load_reference(ref_dir).tables
+    batch_dir = Path(tempfile.mkdtemp(prefix="claims-engine-demo-"))
+    err.print(f"generating {claims:,} demo claims (seed {seed}) in {batch_dir}")
+    write_batch(generate_batch(claims, seed, tables, defect_rate=defect_rate), batch_dir)
+    adjudicate(batch_dir, out_dir, ref_dir, "vn_bhyt", None, None, False)
+
+
+def demo_reference_dir() -> Path:
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "_bundled" / "fixtures" / "reference",
+                      here.parent / "fixtures" / "reference"):
+        if candidate.is_dir():
+            return candidate
+    raise ReferenceDataError("the bundled demo reference data is missing from this installation")
+
+
+@rules_app.command("check")
+def rules_check(pack: Annotated[str, typer.Argument(help="pack folder or bundled name")] = "vn_bhyt") -> None:
+    """Load and type-check a pack; exit 2 with file, line and rule on the first problem."""
+    from claims_engine.plan.compiler import compile_pack
+
+    plan = compile_pack(pack)
+    out.print(f"pack {plan.pack_id} {plan.version}: {len(plan.rules)} rules, "
+              f"{len(plan.derived)} named values, {len(plan.lookups)} lookups, hash {plan.pack_hash}")
+
+
+@rules_app.command("show")
+def rules_show(pack: Annotated[str, typer.Argument(help="pack folder or bundled name")] = "vn_bhyt") -> None:
+    """Print the compiled plan: every rule's typed condition, stage and message."""
+    from claims_engine.plan.compiler import compile_pack
+
+    sys.stdout.write(compile_pack(pack).describe())
+
+
+@app.command()
+def version() -> None:
+    """Print the engine version."""
+    out.print(__version__)
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except ClaimsEngineError as exc:
+        err.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # a bug: say so plainly; the traceback only on request
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(2)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(130)
+        if os.environ.get("CLAIMS_ENGINE_DEBUG"):
+            raise
+        err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc} "
+                  "(set CLAIMS_ENGINE_DEBUG=1 for a traceback, and please report it)")
+        sys.exit(EXIT_INTERNAL)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""Reading a batch folder into contract-typed tables (CONTRACT.md section 1).
+
+A batch is a folder with ``claims`` and ``lines`` files, each ``.parquet``,
+``.arrow`` (IPC file or stream) or ``.csv`` with a header; the two may differ in
+format.  Anything that makes a file unusable as a whole (missing, unreadable, a
+required column absent) raises `BatchError` (exit 2).  Bad values never raise:
+they become null and their messages go to ``claim_errors`` / ``line_errors``,
+which the engine turns into MALFORMED.  Structural checks (duplicate claim ids,
+claims without lines, orphan lines) belong to the engine.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
+
+from claims_engine.errors import BatchError
+from claims_engine.io.casting import (
+    CastTable,
+    cast_table,
+    display_text,
+    join_messages,
+    prefix_messages,
+)
+from claims_engine.schema import CLAIM_COLUMNS, LINE_COLUMNS
+
+SUFFIXES = (".parquet", ".arrow", ".csv")
+XML_NOT_SUPPORTED = "QĐ130 XML input is not supported yet"
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One batch, cast to the contract, with one message per row for bad values."""
+
+    claims: pa.Table  # schema.CLAIMS_SCHEMA names/types/order, every field nullable
+    lines: pa.Table  # schema.LINES_SCHEMA names/types/order, every field nullable
+    claim_errors: pa.Array  # pa.string() per claims row: null, or messages joined by "; "
+    line_errors: pa.Array  # pa.string() per lines row, each message names its line
+    files: tuple[Path, ...]  # the files read (claims, lines), for a content hash
+
+
+def read_table_file(path: Path) -> pa.Table:
+    """Read a ``.parquet``, ``.arrow`` (IPC file or stream) or ``.csv`` file as it is.
+
+    CSV columns are all read as strings (so "01001" keeps its zero) and only an
+    empty field is null ("NA" or "NULL" are codes like any other).
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise BatchError(f"{path}: unsupported file type (expected .parquet, .arrow or .csv)")
+    if not path.exists():
+        raise BatchError(f"{path}: file does not exist")
+    if not path.is_file():
+        raise BatchError(f"{path}: is not a file")
+    try:
+        if suffix == ".parquet":
+            return pq.read_table(path)
+        if suffix == ".arrow":
+            return _read_ipc(path)
+        return _read_csv(path)
+    except BatchError:
+        raise
+    except (pa.ArrowException, OSError, ValueError, UnicodeDecodeError, csv.Error) as exc:
+        kind = {".parquet": "Parquet", ".arrow": "Arrow IPC", ".csv": "CSV"}[suffix]
+        raise BatchError(f"{path}: cannot be read as {kind}: {exc}") from exc
+
+
+def _read_ipc(path: Path) -> pa.Table:
+    # memory-mapped: a large IPC batch is used in place, not copied
+    try:
+        with ipc.open_file(pa.memory_map(str(path))) as reader:
+            return reader.read_all()
+    except pa.ArrowInvalid:
+        with ipc.open_stream(pa.memory_map(str(path))) as reader:
+            return reader.read_all()
+
+
+def _read_csv(path: Path) -> pa.Table:
+    # Arrow has no "every column is text" switch: name every header column.
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        header = next(csv.reader(handle), None)
+    if not header:
+        raise BatchError(f"{path}: empty CSV file (a header row is required)")
+    convert = pa_csv.ConvertOptions(
+        column_types={name: pa.string() for name in header},
+        null_values=[""],
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=True,
+    )
+    return pa_csv.read_csv(path, convert_options=convert)
+
+
+def _find_file(folder: Path, base: str) -> Path:
+    found = [folder / f"{base}{suffix}" for suffix in SUFFIXES]
+    found = [p for p in found if p.exists()]
+    if len(found) > 1:
+        names = " and ".join(p.name for p in found)
+        raise BatchError(f"{folder}: both {names} exist; a batch must hold exactly one")
+    if not found:
+        try:
+            has_xml = any(p.suffix.lower() == ".xml" for p in folder.iterdir())
+        except OSError as exc:
+            raise BatchError(f"{folder}: cannot list the batch folder: {exc}") from exc
+        if has_xml:
+            raise BatchError(f"{folder}: {XML_NOT_SUPPORTED}")
+        raise BatchError(f"{folder}: {base}.parquet is missing (or {base}.arrow, {base}.csv)")
+    return found[0]
+
+
+def _line_labels(raw: pa.Table, cast: CastTable) -> pa.ChunkedArray:
+    """``line drug #3: `` per row: the cast kind/line_no, or their raw text if bad."""
+    parts = []
+    for name in ("kind", "line_no"):
+        good = cast.table.column(name).cast(pa.string())
+        raw_text = display_text(raw.column(name)) if name in raw.column_names else good
+        parts.append(pc.coalesce(good, raw_text, pa.scalar("?")))
+    return pc.binary_join_element_wise("line ", parts[0], " #", parts[1], ": ", "")
+
+
+def read_batch(path: Path) -> Batch:
+    """Read and cast a batch folder; see the module docstring for what raises."""
+    path = Path(path)
+    if path.suffix.lower() == ".xml":
+        raise BatchError(f"{path}: {XML_NOT_SUPPORTED}")
+    if not path.exists():
+        raise BatchError(f"{path}: batch folder does not exist")
+    if not path.is_dir():
+        raise BatchError(f"{path}: a batch is a folder holding claims and lines files")
+    claims_file = _find_file(path, "claims")
+    lines_file = _find_file(path, "lines")
+
+    raw_claims = read_table_file(claims_file)
+    claims = cast_table(raw_claims, CLAIM_COLUMNS, claims_file, BatchError)
+    raw_lines = read_table_file(lines_file)
+    lines = cast_table(raw_lines, LINE_COLUMNS, lines_file, BatchError)
+
+    claim_errors = join_messages(
+        [claims.errors[c.name] for c in CLAIM_COLUMNS], raw_claims.num_rows
+    )
+    bad_line_columns = [e for e in lines.errors.values() if e.null_count < len(e)]
+    if bad_line_columns:
+        labels = _line_labels(raw_lines, lines)
+        bad_line_columns = [prefix_messages(e, labels) for e in bad_line_columns]
+    line_errors = join_messages(bad_line_columns, raw_lines.num_rows)
+    return Batch(
+        claims=claims.table,
+        lines=lines.table,
+        claim_errors=claim_errors,
+        line_errors=line_errors,
+        files=(claims_file, lines_file),
+    )
