@@ -30,7 +30,7 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_
                   help="Validate and adjudicate health-insurance claims (Vietnam BHYT, QĐ130).")
 rules_app = typer.Typer(no_args_is_help=True, help="Work with rule packs.")
 app.add_typer(rules_app, name="rules")
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # paths in messages stay unbroken
 out = Console()
 
 REFERENCE_ENV = "CLAIMS_ENGINE_REFERENCE"
@@ -206,30 +206,39 @@ def version() -> None:
     out.print(__version__)
 
 
-def main() -> None:
+def run(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code instead of exiting (testable)."""
     try:
-        app(standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)  # click returns typer.Exit codes here
+        return code if isinstance(code, int) else 0
     except ClaimsEngineError as exc:
         err.print(f"[bold red]error:[/] {exc.message}", highlight=False)
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except KeyboardInterrupt:
         err.print("interrupted")
-        sys.exit(130)
+        return 130
     except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except Exception as exc:  # a bug: say so plainly; the traceback only on request
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(2)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(130)
+        return int(exc.exit_code)
+    except typer.Abort:
+        err.print("interrupted")
+        return 130
+    except Exception as exc:
+        show = getattr(exc, "show", None)
+        if callable(show) and hasattr(exc, "exit_code"):  # click's usage errors (typer vendors it)
+            show()
+            return 2
+        if type(exc).__name__ in ("Exit", "Abort"):  # click's own, under another module name
+            return int(getattr(exc, "exit_code", 130))
+        # anything else is a bug: say so plainly; the traceback only on request
         if os.environ.get("CLAIMS_ENGINE_DEBUG"):
             raise
         err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc} "
                   "(set CLAIMS_ENGINE_DEBUG=1 for a traceback, and please report it)")
-        sys.exit(EXIT_INTERNAL)
+        return EXIT_INTERNAL
+
+
+def main() -> None:
+    sys.exit(run())
 
 
 if __name__ == "__main__":
