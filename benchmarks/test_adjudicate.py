@@ -1,0 +1,59 @@
+"""End-to-end adjudication: Parquet in, outputs written; per-stage times and peak RSS.
+
+Run with `make bench` (BENCH_CLAIMS=100000 for a quicker run).  The adjudication
+runs in a child process so its peak RSS is measured alone (RUSAGE_CHILDREN).
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+
+from benchmarks.conftest import REFERENCE, batch_folder
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _adjudicate(batch: Path, out: Path) -> dict[str, Any]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    proc = subprocess.run(
+        [sys.executable, "-m", "claims_engine.cli", "adjudicate", str(batch), "--out", str(out),
+         "--reference", str(REFERENCE), "--quiet"],
+        capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    summary: dict[str, Any] = json.loads((out / "summary.json").read_text())
+    summary["peak_rss_mib"] = round(max(peak_kib, before) / 1024, 1)
+    return summary
+
+
+@pytest.mark.parametrize("scale", ["big"])
+def test_adjudicate_end_to_end(benchmark: Any, big_claims: int, tmp_path: Path, scale: str
+                               ) -> None:
+    batch = batch_folder(big_claims)
+    lines = pq.ParquetFile(batch / "lines.parquet").metadata.num_rows
+    summary: dict[str, Any] = {}
+
+    def once() -> None:
+        summary.update(_adjudicate(batch, tmp_path / "out"))
+
+    benchmark.pedantic(once, rounds=1, iterations=1)
+    benchmark.extra_info.update({"claims": big_claims, "lines": lines,
+                                 "peak_rss_mib": summary["peak_rss_mib"],
+                                 "timings": summary["timings"]})
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"adjudicate-{big_claims}.json").write_text(json.dumps(
+        {"claims": big_claims, "lines": lines, "seconds": benchmark.stats.stats.max,
+         "peak_rss_mib": summary["peak_rss_mib"], "timings": summary["timings"],
+         "decisions": summary["decisions"], "codes": summary["codes"]}, indent=2))
+    print(f"\n{big_claims:,} claims / {lines:,} lines: {benchmark.stats.stats.max:.2f} s, "
+          f"peak RSS {summary['peak_rss_mib']:.0f} MiB")
+    for stage, seconds in summary["timings"].items():
+        print(f"  {stage:22} {seconds:8.3f} s")
