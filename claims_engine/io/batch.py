@@ -15,6 +15,7 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
@@ -115,14 +116,23 @@ def _find_file(folder: Path, base: str) -> Path:
     return found[0]
 
 
-def _line_labels(raw: pa.Table, cast: CastTable) -> pa.ChunkedArray:
-    """``line drug #3: `` per row: the cast kind/line_no, or their raw text if bad."""
+def _line_labels(raw: pa.Table, cast: CastTable, rows: pa.Array) -> pa.ChunkedArray:
+    """``line drug #3: `` per row: the cast kind/line_no, or their raw text if bad.
+
+    Built only for ``rows`` (the lines that have a bad value) and null elsewhere:
+    a batch with a few bad lines must not pay for labelling millions of good ones.
+    """
     parts = []
     for name in ("kind", "line_no"):
-        good = cast.table.column(name).cast(pa.string())
-        raw_text = display_text(raw.column(name)) if name in raw.column_names else good
+        good = cast.table.column(name).take(rows).cast(pa.string())
+        raw_text = display_text(raw.column(name).take(rows)) if name in raw.column_names \
+            else good
         parts.append(pc.coalesce(good, raw_text, pa.scalar("?")))
-    return pc.binary_join_element_wise("line ", parts[0], " #", parts[1], ": ", "")
+    labels = pc.binary_join_element_wise("line ", parts[0], " #", parts[1], ": ", "")
+    mask = np.zeros(raw.num_rows, dtype=bool)
+    mask[rows.to_numpy()] = True
+    return pa.chunked_array([pc.replace_with_mask(pa.nulls(raw.num_rows, pa.string()),
+                                                  pa.array(mask), labels.combine_chunks())])
 
 
 def read_batch(path: Path) -> Batch:
@@ -147,7 +157,10 @@ def read_batch(path: Path) -> Batch:
     )
     bad_line_columns = [e for e in lines.errors.values() if e.null_count < len(e)]
     if bad_line_columns:
-        labels = _line_labels(raw_lines, lines)
+        bad = np.zeros(raw_lines.num_rows, dtype=bool)
+        for e in bad_line_columns:
+            bad |= pc.is_valid(e).to_numpy(zero_copy_only=False)
+        labels = _line_labels(raw_lines, lines, pa.array(np.flatnonzero(bad)))
         bad_line_columns = [prefix_messages(e, labels) for e in bad_line_columns]
     line_errors = join_messages(bad_line_columns, raw_lines.num_rows)
     return Batch(

@@ -180,30 +180,38 @@ def shown_values(data: ArrowData) -> Chunked:
 
 
 class Shown:
-    """The values as messages show them, rendered only if a message needs them.
+    """The values as messages show them, rendered only for the rows a message needs.
 
-    Most columns have no bad value; rendering 8 million numbers as text for
-    nothing would cost more than the checks themselves.
+    Most columns have no bad value, and a bad column has few bad rows; rendering 8
+    million numbers as text for nothing would cost more than the checks themselves.
     """
 
     def __init__(self, data: ArrowData) -> None:
-        self._data = data
-        self._text: Chunked | None = None
+        self._data = _chunked(data)
 
-    def get(self) -> Chunked:
-        if self._text is None:
-            self._text = shown_values(self._data)
-        return self._text
+    def rows(self, indices: pa.Array) -> Chunked:
+        return shown_values(self._data.take(indices))
 
 
 def _message(mask: Chunked, name: str, shown: Shown | str, suffix: str) -> Chunked:
-    """``name: <shown><suffix>`` where mask is true, else null."""
+    """``name: <shown><suffix>`` where mask is true, else null (built for those rows only)."""
     mask = pc.fill_null(mask, False)
     if not _any(mask):
         return _nulls(len(mask))
-    value = shown if isinstance(shown, str) else shown.get()
+    flat = mask.combine_chunks() if isinstance(mask, pa.ChunkedArray) else mask
+    if isinstance(shown, str):
+        value: Chunked | str = shown
+        count = None
+    else:
+        indices = pc.indices_nonzero(flat)
+        value = shown.rows(indices)
+        count = len(indices)
     text = pc.binary_join_element_wise(f"{name}: ", value, suffix, "")
-    return pc.if_else(mask, text, _NULL_STRING)
+    if isinstance(text, pa.ChunkedArray):
+        text = text.combine_chunks()
+    if count is None:
+        text = pa.repeat(text, int(pc.sum(flat).as_py())) if isinstance(text, pa.Scalar) else text
+    return pa.chunked_array([pc.replace_with_mask(pa.nulls(len(flat), pa.string()), flat, text)])
 
 
 def _clean_text(text: Chunked) -> Chunked:
