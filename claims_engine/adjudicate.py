@@ -49,20 +49,73 @@ def _money(data: Array, valid: Array | None = None) -> pa.Array:
 
 
 def _code_lists(n: int, rows: list[Array], codes: list[str]) -> pa.Array:
-    """Per row, the sorted distinct codes of its hits, as list<string>."""
+    """Per row, the sorted distinct codes of its hits, as list<string>.
+
+    Each row gets a bitmask of its codes (bit i = i-th code in sorted order); only
+    the rows with a hit are expanded into lists.  Hits are sparse, so this costs a
+    pass over the hit rows, not a sort of every row.
+    """
     vocabulary = sorted(set(codes))
-    code_id = {c: i for i, c in enumerate(vocabulary)}
-    if not vocabulary:
-        return pa.ListArray.from_arrays(pa.array(np.zeros(n + 1, dtype=np.int32)),
-                                        pa.array([], pa.string()))
-    keys = [r.astype(np.int64) * len(vocabulary) + code_id[c] for r, c in zip(rows, codes,
-                                                                                strict=True)]
-    pairs = np.unique(np.concatenate(keys)) if keys else np.zeros(0, dtype=np.int64)
-    owner, which = np.divmod(pairs, len(vocabulary))
+    if len(vocabulary) > 63:
+        raise ValueError("more than 63 distinct reason codes in one batch")
+    bits = np.zeros(n, dtype=np.uint64)
+    for r, c in zip(rows, codes, strict=True):
+        if len(r):
+            bits[r] |= np.uint64(1 << vocabulary.index(c))
+    hit = np.flatnonzero(bits)
+    table = ((bits[hit, None] >> np.arange(len(vocabulary), dtype=np.uint64)) & np.uint64(1)
+             ).astype(bool)
+    owner, which = np.nonzero(table)  # row-major: codes in sorted order within a row
+    counts = np.zeros(n, dtype=np.int32)
+    counts[hit] = table.sum(axis=1)
     offsets = np.zeros(n + 1, dtype=np.int32)
-    np.cumsum(np.bincount(owner, minlength=n), out=offsets[1:])
-    values = pa.array(vocabulary, pa.string()).take(pa.array(which))
+    np.cumsum(counts, out=offsets[1:])
+    values = pa.array(vocabulary or [""], pa.string()).take(pa.array(which, type=pa.int64()))
     return pa.ListArray.from_arrays(pa.array(offsets), values)
+
+
+def _sorted_order(key: Array) -> Array | None:
+    """Indices that sort ``key`` stably, or None when it is sorted already (the usual case)."""
+    if len(key) < 2 or bool(np.all(key[1:] >= key[:-1])):
+        return None
+    return np.argsort(key, kind="stable")
+
+
+def _claim_order(claim_ids: pa.Array) -> Array | None:
+    """Claims by claim_id (nulls last), or None if already in that order."""
+    n = len(claim_ids)
+    if n < 2:
+        return None
+    if claim_ids.null_count == 0:
+        ordered = pc.less_equal(claim_ids.slice(0, n - 1), claim_ids.slice(1))
+        if pc.all(ordered).as_py():
+            return None
+    return np.asarray(pc.sort_indices(claim_ids))
+
+
+def _line_order(out: Outcome, claim_order: Array | None, claim_ids: pa.Array,
+                kinds: pa.Array, line_nos: pa.Array) -> Array | None:
+    """Lines by (claim_id, kind, line_no), via one integer key when every line has a claim."""
+    nl = out.lines.num_rows
+    row = out.intake.line_claim_row
+    if nl < 2:
+        return None
+    if out.intake.orphan.any():  # orphans' ids fall between claims': sort the strings
+        table = pa.table({"c": out.lines.column("claim_id"), "k": kinds, "n": line_nos})
+        return np.asarray(pc.sort_indices(table, [("c", "ascending"), ("k", "ascending"),
+                                                  ("n", "ascending")]))
+    rank = np.arange(len(claim_ids), dtype=np.int64)
+    if claim_order is not None:
+        rank[claim_order] = np.arange(len(claim_ids), dtype=np.int64)
+    kind_code = pc.index_in(kinds, value_set=pa.array(["drug", "service", "supply"]))
+    kind_code = kind_code.fill_null(3).to_numpy().astype(np.int64)
+    no = line_nos.cast(pa.int64()).fill_null(2**31).to_numpy() + 2**31
+    key = (rank[row] * 4 + kind_code) * 2**33 + no
+    return _sorted_order(key)
+
+
+def _take(table: pa.Table, order: Array | None) -> pa.Table:
+    return table if order is None else table.take(pa.array(order))
 
 
 def _reasons(out: Outcome, claim_ids: pa.Array, kinds: pa.Array, line_nos: pa.Array
@@ -148,10 +201,11 @@ def build(out: Outcome, plan: Plan, batch_id: str) -> Result:
     line_patient = np.asarray(amount_data - out.line_fund)
     claim_patient = np.asarray(requested - out.claim_fund)
 
-    decision = np.where(out.claim_rejected, "rejected",
-                        np.where(out.claim_flagged, "flagged", "approved"))
-    line_decision = np.where(out.line_rejected, "rejected",
-                             np.where(out.line_adjusted, "adjusted", "paid"))
+    # decisions as small codes, turned into strings by one Arrow take (no Python strings)
+    claim_code = np.where(out.claim_rejected, 1, np.where(out.claim_flagged, 2, 0))
+    line_code = np.where(out.line_rejected, 2, np.where(out.line_adjusted, 1, 0))
+    decision = pa.array(schema.DECISIONS).take(pa.array(claim_code.astype(np.int8)))
+    line_decision = pa.array(schema.LINE_DECISIONS).take(pa.array(line_code.astype(np.int8)))
     rate = out.claim_benefit_rate
     rate_arr = V.to_arrow(rate, nc) if rate is not None else pa.nulls(nc, pa.decimal128(18, 2))
     if rate is not None:
@@ -162,7 +216,7 @@ def build(out: Outcome, plan: Plan, batch_id: str) -> Result:
         "claim_id": claim_ids,
         "card_no": claims.column("card_no").combine_chunks(),
         "facility_id": claims.column("facility_id").combine_chunks(),
-        "decision": pa.array(decision, pa.string()),
+        "decision": decision,
         "reason_codes": claim_reason_codes,
         "requested": _money(requested),
         "eligible": _money(out.claim_eligible),
@@ -171,24 +225,24 @@ def build(out: Outcome, plan: Plan, batch_id: str) -> Result:
         "declared_fund_pays": claims.column("fund_pays").combine_chunks(),
         "benefit_rate": rate_arr,
     })
-    claim_out = claim_out.take(pc.sort_indices(claim_out, [("claim_id", "ascending")]))
+    claim_order = _claim_order(claim_ids)
+    claim_out = _take(claim_out, claim_order)
     line_out = pa.table({
         "claim_id": lines.column("claim_id").combine_chunks(),
         "kind": kinds,
         "line_no": line_nos,
-        "decision": pa.array(line_decision, pa.string()),
+        "decision": line_decision,
         "reason_codes": line_reason_codes,
         "eligible": _money(out.line_eligible),
         "fund_pays": _money(out.line_fund),
         "patient_pays": _money(line_patient, amount_ok if not amount_ok.all() else None),
     })
-    line_out = line_out.take(pc.sort_indices(
-        line_out, [("claim_id", "ascending"), ("kind", "ascending"), ("line_no", "ascending")]))
+    line_out = _take(line_out, _line_order(out, claim_order, claim_ids, kinds, line_nos))
     reasons = _reasons(out, claim_ids, kinds, line_nos)
 
     by_decision = {}
-    for name in schema.DECISIONS:
-        mask = decision == name
+    for i, name in enumerate(schema.DECISIONS):
+        mask = claim_code == i
         by_decision[name] = {"claims": int(mask.sum()),
                              "fund_pays": money_text(int(out.claim_fund[mask].sum()))}
     split = {name: claim_out.filter(pc.equal(claim_out.column("decision"), name))
@@ -199,7 +253,8 @@ def build(out: Outcome, plan: Plan, batch_id: str) -> Result:
         "engine_version": __version__,
         "input": {"claims": nc, "lines": nl},
         "decisions": by_decision,
-        "lines": {name: int((line_decision == name).sum()) for name in schema.LINE_DECISIONS},
+        "lines": {name: int(n) for name, n in zip(
+            schema.LINE_DECISIONS, np.bincount(line_code, minlength=3), strict=True)},
         "codes": {c: n for c, n in sorted(code_hits.items()) if n},
         "timings": {k: round(v, 4) for k, v in out.timings.items()},
     }

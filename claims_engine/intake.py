@@ -42,8 +42,7 @@ def check_structure(claims: pa.Table, lines: pa.Table, claim_errors: pa.Array,
     line_ids = lines.column("claim_id").combine_chunks()
 
     # each line -> the first claim row with its claim_id
-    first_row = pc.index_in(line_ids, value_set=claim_ids)
-    line_claim_row = first_row.fill_null(-1).to_numpy().astype(np.int64)
+    line_claim_row = _claim_rows(line_ids, claim_ids)
     orphan = line_claim_row < 0
 
     # claim_id carried by more than one claim row
@@ -106,20 +105,47 @@ def check_structure(claims: pa.Table, lines: pa.Table, claim_errors: pa.Array,
     return Intake(line_claim_row, orphan, malformed, message)
 
 
+def _claim_rows(line_ids: pa.Array, claim_ids: pa.Array) -> Array:
+    """The first claim row carrying each line's claim_id (-1 for none).
+
+    Lines arrive grouped by claim (a QĐ130 file lists a claim's lines together),
+    so the ids are looked up once per run of equal ids, not once per line.
+    """
+    n = len(line_ids)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    change = pc.not_equal(line_ids.slice(1), line_ids.slice(0, n - 1)).fill_null(True)
+    starts = np.concatenate(([0], np.flatnonzero(change.to_numpy(zero_copy_only=False)) + 1))
+    if len(starts) * 2 > n:  # not grouped: look every line up
+        rows = pc.index_in(line_ids, value_set=claim_ids)
+        return rows.fill_null(-1).to_numpy().astype(np.int64)
+    run_rows = pc.index_in(line_ids.take(pa.array(starts)), value_set=claim_ids)
+    lengths = np.diff(np.append(starts, n))
+    return np.repeat(run_rows.fill_null(-1).to_numpy().astype(np.int64), lengths)
+
+
 def _repeated_line_numbers(lines: pa.Table, claim_row: Array) -> Array:
+    """Lines whose (claim, kind, line_no) another line also has."""
     n = lines.num_rows
     if n == 0:
         return np.zeros(0, dtype=bool)
     kind = pc.index_in(lines.column("kind"), value_set=pa.array(["drug", "service", "supply"]))
     kind_code = kind.fill_null(3).to_numpy().astype(np.int64)
     line_no = lines.column("line_no").combine_chunks()
-    no = line_no.fill_null(-1).to_numpy().astype(np.int64)
-    key_ok = (claim_row >= 0) & (line_no.is_valid().to_numpy(zero_copy_only=False))
-    order = np.lexsort((no, kind_code, claim_row))
+    no = line_no.cast(pa.int64()).fill_null(-(2**31)).to_numpy() + 2**31
+    key = (claim_row * 4 + kind_code) * 2**33 + no
+    key_ok = (claim_row >= 0) & line_no.is_valid().to_numpy(zero_copy_only=False)
+    if not bool(np.all(key[1:] >= key[:-1])):  # lines usually come sorted: skip the sort
+        order = np.argsort(key, kind="stable")
+        key, key_ok = key[order], key_ok[order]
+    else:
+        order = None
+    eq = (key[1:] == key[:-1]) & key_ok[1:] & key_ok[:-1]
     same = np.zeros(n, dtype=bool)
-    a, b = order[:-1], order[1:]
-    eq = (claim_row[a] == claim_row[b]) & (kind_code[a] == kind_code[b]) & (no[a] == no[b]) \
-        & key_ok[a] & key_ok[b]
-    same[a[eq]] = True
-    same[b[eq]] = True
+    same[:-1] |= eq
+    same[1:] |= eq
+    if order is not None:
+        out = np.zeros(n, dtype=bool)
+        out[order] = same
+        return out
     return same

@@ -45,9 +45,9 @@ LINE: dict[str, Any] = {
     "line_no": 1,
     "kind": "drug",
     "group_code": 4,
-    "item_code": "40.17",  # all-facility drug, ceiling 11977.954, coverage 100
+    "item_code": "40.17",  # all-facility drug, ceiling 8860.000, coverage 100
     "quantity": Decimal("2"),
-    "unit_price": Decimal("11977.954"),
+    "unit_price": Decimal("8860.000"),
     "hospital_unit_price": None,
     "service_rate": 100,
     "coverage_rate": 100,

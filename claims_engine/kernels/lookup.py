@@ -59,10 +59,13 @@ def combine(codes: list[Array], sizes: list[int], n: int) -> Array:
     With no key columns every row has key 0: a table such as base_salary where the
     date alone decides.
     """
-    key = np.zeros(n, dtype=np.int64)
-    missing = np.zeros(len(key), dtype=bool)
-    for c, size in zip(codes, sizes, strict=True):
-        key = key * size + np.maximum(c, 0)
+    if not codes:
+        return np.zeros(n, dtype=np.int64)
+    key = np.maximum(codes[0], 0)
+    missing = codes[0] < 0
+    for c, size in zip(codes[1:], sizes[1:], strict=True):
+        key *= size  # in place: no new 8M-row temporaries per key column
+        key += np.maximum(c, 0)
         missing |= c < 0
     key[missing] = -1
     return key
@@ -73,6 +76,26 @@ def dates_of(table: pa.Table, column: str, fill: int) -> Array:
     return arr.fill_null(0).to_numpy().astype(np.int64) if arr.null_count == 0 else \
         np.where(arr.is_valid().to_numpy(zero_copy_only=False),
                  arr.fill_null(0).to_numpy().astype(np.int64), fill)
+
+
+DIRECT_TABLE_LIMIT = 1 << 24
+
+
+def _ranges(sorted_keys: Array, row_key: Array) -> tuple[Array, Array]:
+    """Each row's [start, end) in the sorted reference keys.
+
+    Keys are small mixed-radix integers, so a direct table (one slot per possible
+    key) answers each row with two array reads; binary search only for key spaces
+    too large for a table.
+    """
+    space = int(sorted_keys[-1]) + 1 if len(sorted_keys) else 1
+    if space > DIRECT_TABLE_LIMIT:
+        return (np.searchsorted(sorted_keys, row_key, side="left"),
+                np.searchsorted(sorted_keys, row_key, side="right"))
+    ends_table = np.cumsum(np.bincount(sorted_keys, minlength=space + 1))
+    starts_table = np.concatenate(([0], ends_table[:-1]))
+    slot = np.where((row_key >= 0) & (row_key < space), row_key, space)  # `space`: empty slot
+    return starts_table[slot], ends_table[slot]
 
 
 def asof_match(ref_key: Array, ref_rows: Array, ref_from: Array, ref_to: Array,
@@ -86,8 +109,7 @@ def asof_match(ref_key: Array, ref_rows: Array, ref_from: Array, ref_to: Array,
     ref_key, ref_rows, ref_from, ref_to = ref_key[keep], ref_rows[keep], ref_from[keep], ref_to[keep]
     order = np.lexsort((ref_rows, ref_from, ref_key))  # key, then valid_from, then file order
     sk = ref_key[order]
-    starts = np.searchsorted(sk, row_key, side="left")
-    ends = np.searchsorted(sk, row_key, side="right")
+    starts, ends = _ranges(sk, row_key)
     ok = row_ok & (row_key >= 0)
     return np.asarray(_asof_scan(starts.astype(np.int64), ends.astype(np.int64), row_date, ok,
                                  ref_from[order], ref_to[order], ref_rows[order]))

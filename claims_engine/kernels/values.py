@@ -121,9 +121,11 @@ def scaled_to_decimal(data: Array, valid: Array | None, scale: int, out_scale: i
             type=pa.decimal128(precision, out_scale),
         )
     n = len(data)
-    words = np.empty(2 * n, dtype=np.int64)
-    words[0::2] = data
-    words[1::2] = data >> 63  # sign extension into the high word
+    if n == 0 or int(data.min()) >= 0:
+        words = np.zeros((n, 2), dtype=np.int64)  # calloc'd: the high words cost nothing
+        words[:, 0] = data
+    else:
+        words = np.column_stack((data, data >> 63))  # sign extension into the high word
     bitmap = None
     null_count = 0
     if valid is not None and not valid.all():
@@ -168,13 +170,17 @@ def _exact(*arrays: Array) -> list[Array]:
     return [a.astype(object) if a.dtype != object else a for a in arrays]
 
 
+def _magnitude(a: Array) -> float:
+    """Largest absolute value, via two reductions (no temporary array)."""
+    return float(max(abs(int(a.max())), abs(int(a.min()))))
+
+
 def _may_overflow(a: Array, b: Array) -> bool:
     if a.dtype == object or b.dtype == object:
         return True
     if a.size == 0 or b.size == 0:
         return False
-    return bool(np.max(np.abs(a.astype(np.float64))) * np.max(np.abs(b.astype(np.float64)))
-                >= INT64_SAFE)
+    return _magnitude(a) * _magnitude(b) >= INT64_SAFE
 
 
 def mul(a: Array, b: Array) -> Array:
@@ -200,6 +206,11 @@ def div_half_up(n: Array, d: Array) -> Array:
     """n / d rounded half away from zero; d == 0 gives 0 (callers mask it invalid)."""
     n, d = np.asarray(n), np.asarray(d)
     exact = n.dtype == object or d.dtype == object
+    if not exact and d.ndim == 0 and int(d) > 0 and (n.size == 0 or int(n.min()) >= 0):
+        # the common case (money, rescaling): one add and one floor division
+        half = np.int64(int(d) // 2) if int(d) % 2 == 0 else None
+        if half is not None and (n.size == 0 or int(n.max()) < 2**62):
+            return np.asarray((n + half) // d)
     sign = np.where((n < 0) != (d < 0), -1, 1)
     an, ad = np.abs(n), np.abs(d)
     safe_d = np.where(ad == 0, 1, ad)

@@ -89,8 +89,8 @@ def test_adjudicate_writes_every_claim_and_line_once(tmp_path: Path) -> None:
     assert orphan["decision"] == "rejected" and orphan["reason_codes"] == ["ORPHAN_LINE"]
     price = [r for r in lines if r["claim_id"] == "A4" and r["line_no"] == 1][0]
     assert price["decision"] == "adjusted"
-    # paid at the ceiling 11977.954 x 2 = 23955.908 -> 23955.91 (low cost: 100%)
-    assert str(price["eligible"]) == "23955.91"
+    # paid at the ceiling 8860.000 x 2 = 17720.00 (low cost: 100%)
+    assert str(price["eligible"]) == "17720.00"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["input"] == {"claims": 4, "lines": 6}
     assert summary["decisions"]["rejected"]["claims"] == 2
