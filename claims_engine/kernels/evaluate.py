@@ -117,6 +117,13 @@ class Evaluator:
             self.cache[e] = v
         return v
 
+    def eval_rows(self, e: ir.Expr, rows: Array) -> Vec:
+        """``e`` at some rows only; a claim value for lines is taken per claim, not broadcast."""
+        if self.level == "line" and e not in self.cache and self.ctx.level_of(e) == "claim":
+            assert self.parent is not None and self.to_parent is not None
+            return take(self.parent.eval(e), self.to_parent[rows])
+        return take(self.eval(e), rows)
+
     def truth(self, e: ir.Expr) -> Array:
         """Rows where a condition is true (null counts as not true)."""
         v = self.eval(e)
@@ -168,10 +175,15 @@ class Evaluator:
         row_date = np.ascontiguousarray(V.full(as_of, self.n)).astype(np.int64)
         row_ok = np.ascontiguousarray(V.valid_mask(as_of, self.n))
 
+        encoded: dict[tuple[str, ir.Expr], tuple[Array, Array, int]] = {}
+
         def keyed(pairs: tuple[tuple[str, ir.Expr], ...]) -> tuple[Array, Array]:
             ref_codes, row_codes, sizes = [], [], []
             for column, expr in pairs:
-                rc, wc, size = self._encode_key(ref.column(column).combine_chunks(), expr)
+                if (column, expr) not in encoded:  # each key column is encoded once
+                    encoded[(column, expr)] = self._encode_key(
+                        ref.column(column).combine_chunks(), expr)
+                rc, wc, size = encoded[(column, expr)]
                 ref_codes.append(rc)
                 row_codes.append(wc)
                 sizes.append(size)
@@ -272,7 +284,8 @@ class Evaluator:
     def _in_set(self, e: ir.InSet) -> Vec:
         v = self.eval(e.operand)
         if v.is_arrow:
-            res = pc.is_in(v.data, value_set=pa.array(list(e.values), type=pa.string()))
+            res = pc.is_in(_arrow_rows(v, self.n),
+                           value_set=pa.array(list(e.values), type=pa.string()))
             return Vec(t.BOOL, res.fill_null(False).to_numpy(zero_copy_only=False),
                        V.valid_mask(v, self.n))
         data = np.asarray(v.data)
@@ -407,6 +420,11 @@ def _where(hit: Array, a: Vec, b: Vec, n: int) -> Vec:
     return Vec(a.type, data, np.where(hit, V.valid_mask(a, n), V.valid_mask(b, n)))
 
 
+def _arrow_rows(v: Vec, n: int) -> pa.Array:
+    """A string Vec as an array of ``n`` rows (a literal is one scalar until here)."""
+    return pa.repeat(v.data, n) if isinstance(v.data, pa.Scalar) else v.data
+
+
 def _days(v: Vec) -> Array:
     d = np.asarray(v.data)
     return d // SECONDS_PER_DAY if v.type.kind == "timestamp" else d
@@ -417,7 +435,7 @@ def _days(v: Vec) -> Array:
 def _str_unary(kernel: Callable[[Any], Any], result: t.Type) -> Callable[[Evaluator, ir.Call], Vec]:
     def run(ev: Evaluator, e: ir.Call) -> Vec:
         v = ev.eval(e.args[0])
-        res = kernel(v.data)
+        res = kernel(_arrow_rows(v, ev.n))
         if result.kind == "num":
             return V.arrow_num_to_vec(res)
         return Vec(result, res)
@@ -428,7 +446,7 @@ def _str_unary(kernel: Callable[[Any], Any], result: t.Type) -> Callable[[Evalua
 def _str_pattern(kernel: Callable[..., Any]) -> Callable[[Evaluator, ir.Call], Vec]:
     def run(ev: Evaluator, e: ir.Call) -> Vec:
         v = ev.eval(e.args[0])
-        return V.arrow_bool_to_vec(kernel(v.data, e.consts[0]))
+        return V.arrow_bool_to_vec(kernel(_arrow_rows(v, ev.n), e.consts[0]))
 
     return run
 

@@ -23,14 +23,16 @@ def as_text(arr: pa.Array) -> pa.Array:
 
 
 def render(parts: tuple[MessagePart, ...], ev: Evaluator, rows: np.ndarray) -> pa.Array:
-    idx = pa.array(rows, type=pa.int64())
+    """The message of each hit row; values are converted for the hit rows only."""
+    if len(rows) == 0:
+        return pa.array([], pa.string())
     pieces: list[pa.Array | pa.Scalar] = []
     for part in parts:
         if part.expr is None:
             pieces.append(pa.scalar(part.text))
         else:
-            values = V.to_arrow(ev.eval(part.expr), ev.n)
-            pieces.append(as_text(values.take(idx)))
+            values = V.to_arrow(ev.eval_rows(part.expr, rows), len(rows))
+            pieces.append(as_text(values))
     if not any(isinstance(p, pa.Array) for p in pieces):
         text = "".join(p.as_py() for p in pieces)  # type: ignore[union-attr]
         return pa.repeat(pa.scalar(text), len(rows)).cast(pa.string())

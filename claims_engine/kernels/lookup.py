@@ -48,27 +48,44 @@ def encode(ref_values: pa.Array, row_values: pa.Array) -> tuple[Array, Array, in
     reference (or null) gets -1.
     """
     uniques = pc.unique(ref_values.drop_null())
-    ref_codes = pc.index_in(ref_values, value_set=uniques).fill_null(-1).to_numpy()
-    row_codes = pc.index_in(row_values, value_set=uniques).fill_null(-1).to_numpy()
-    return ref_codes.astype(np.int64), row_codes.astype(np.int64), max(len(uniques), 1)
+    ref_codes = _codes(pc.index_in(ref_values, value_set=uniques))
+    row_codes = _codes(pc.index_in(row_values, value_set=uniques))
+    return ref_codes, row_codes, max(len(uniques), 1)
+
+
+def _codes(found: pa.Array) -> Array:
+    """index_in's result as int64 with -1 for "not found", in one conversion."""
+    codes = np.asarray(found.fill_null(-1).to_numpy(), dtype=np.int64)
+    return codes
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _combine(codes: Array, sizes: Array) -> Array:  # pragma: no cover
+    n = codes.shape[1]
+    out = np.empty(n, dtype=np.int64)
+    for i in numba.prange(n):
+        key = 0
+        for j in range(codes.shape[0]):
+            c = codes[j, i]
+            if c < 0:
+                key = -1
+                break
+            key = key * sizes[j] + c
+        out[i] = key
+    return out
 
 
 def combine(codes: list[Array], sizes: list[int], n: int) -> Array:
     """Mixed-radix combination of per-column codes into one int64 key (-1 if any is -1).
 
     With no key columns every row has key 0: a table such as base_salary where the
-    date alone decides.
+    date alone decides.  One pass over the rows, in parallel.
     """
     if not codes:
         return np.zeros(n, dtype=np.int64)
-    key = np.maximum(codes[0], 0)
-    missing = codes[0] < 0
-    for c, size in zip(codes[1:], sizes[1:], strict=True):
-        key *= size  # in place: no new 8M-row temporaries per key column
-        key += np.maximum(c, 0)
-        missing |= c < 0
-    key[missing] = -1
-    return key
+    if len(codes) == 1:
+        return codes[0]
+    return np.asarray(_combine(np.stack(codes), np.asarray(sizes, dtype=np.int64)))
 
 
 def dates_of(table: pa.Table, column: str, fill: int) -> Array:
