@@ -118,7 +118,7 @@ def _claim_rows(line_ids: pa.Array, claim_ids: pa.Array) -> Array:
     starts = np.concatenate(([0], np.flatnonzero(change.to_numpy(zero_copy_only=False)) + 1))
     if len(starts) * 2 > n:  # not grouped: look every line up
         rows = pc.index_in(line_ids, value_set=claim_ids)
-        return rows.fill_null(-1).to_numpy().astype(np.int64)
+        return np.asarray(rows.fill_null(-1).to_numpy(), dtype=np.int64)
     run_rows = pc.index_in(line_ids.take(pa.array(starts)), value_set=claim_ids)
     lengths = np.diff(np.append(starts, n))
     return np.repeat(run_rows.fill_null(-1).to_numpy().astype(np.int64), lengths)

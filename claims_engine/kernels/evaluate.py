@@ -377,7 +377,9 @@ def take(v: Vec, idx: Array) -> Vec:
     if len(v.data) == 0:
         return Vec(v.type, np.zeros(len(idx), dtype=np.asarray(v.data).dtype), np.zeros(len(idx), bool))
     data = np.asarray(v.data)[safe]
-    valid = None if v.valid is None else np.asarray(v.valid)[safe]
+    valid = v.valid
+    if valid is not None:  # a 0-d mask (a constant's) applies to every row
+        valid = np.asarray(valid)[safe] if np.ndim(valid) else np.full(len(idx), bool(valid))
     if missing.any():
         valid = ~missing if valid is None else valid & ~missing
     return Vec(v.type, data, valid)

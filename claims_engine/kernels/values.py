@@ -216,7 +216,7 @@ def div_half_up(n: Array, d: Array) -> Array:
     safe_d = np.where(ad == 0, 1, ad)
     if exact:
         an, safe_d = _exact(np.asarray(an), np.asarray(safe_d))
-    q, r = np.divmod(an, safe_d)
+    q, r = an // safe_d, an % safe_d  # np.divmod has no object (exact) loop
     q = q + (2 * r >= safe_d)
     out = np.where(ad == 0, 0, sign * q)
     return np.asarray(out if not exact else out.astype(object))

@@ -72,6 +72,11 @@ def const_from_python(value: Any, offset: int) -> ir.Const:
     raise ExprError(f"unsupported literal {value!r}", offset)
 
 
+def _bool_null(e: ir.Expr) -> ir.Expr:
+    """A literal null where a condition belongs is an unknown condition (typed bool)."""
+    return ir.Const(None, t.BOOL) if isinstance(e, ir.Const) and e.type.kind == "null" else e
+
+
 def power_of_ten(e: ir.Expr) -> int | None:
     """k when ``e`` is the integer literal 10**k (division by it is a pure rescale)."""
     if isinstance(e, ir.Const) and e.type == t.INT and isinstance(e.value, int) and e.value > 0:
@@ -83,7 +88,7 @@ def power_of_ten(e: ir.Expr) -> int | None:
 
 def rescale_const(c: ir.Const, scale: int) -> int:
     assert c.type.is_num and scale >= c.type.scale
-    return int(c.value) * 10 ** (scale - c.type.scale)
+    return int(c.value) * int(10 ** (scale - c.type.scale))
 
 
 class Checker:
@@ -182,7 +187,7 @@ class Checker:
         operand = self.expr(node.operand)
         if node.op == "not":
             self._want(operand, "bool", "'not'", node.operand)
-            return ir.Not(operand)
+            return ir.Not(_bool_null(operand))
         self._want(operand, "num", "'-'", node.operand)
         return ir.Neg(operand)
 
@@ -193,7 +198,7 @@ class Checker:
             self._want(left, "bool", f"'{op}'", node.left)
             self._want(right, "bool", f"'{op}'", node.right)
             items: list[ir.Expr] = []
-            for side in (left, right):  # flatten a and b and c into one node
+            for side in (_bool_null(left), _bool_null(right)):  # flatten a and b and c
                 items += side.items if isinstance(side, ir.Logic) and side.op == op else [side]
             return ir.Logic(op, tuple(items))
         if op in ("+", "-", "*", "/"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from claims_engine.lang import ast, ir
@@ -42,7 +43,13 @@ def _want(e: ir.Expr, kinds: tuple[str, ...], node: ast.Node, fn: str, what: str
 def _literal(e: ir.Expr, node: ast.Node, fn: str, what: str) -> Any:
     if not isinstance(e, ir.Const | ir.Param):
         raise ExprError(f"{fn}() needs a literal {what} here", node.pos.offset)
+    if e.type.is_num and e.type.scale and e.value is not None:  # a scaled integer: unscale
+        return Decimal(int(e.value)).scaleb(-e.type.scale)
     return e.value
+
+
+def _whole(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _string_fn(result: t.Type) -> Callable[[Checker, ast.Call], ir.Expr]:
@@ -72,7 +79,7 @@ def _substring(c: Checker, node: ast.Call) -> ir.Expr:
     _want(s, ("str",), node.args[0], node.name, "a string")
     a = _literal(start, node.args[1], node.name, "start")
     b = _literal(length, node.args[2], node.name, "length")
-    if not (isinstance(a, int) and isinstance(b, int) and a >= 0 and b >= 0):
+    if not (_whole(a) and _whole(b) and a >= 0 and b >= 0):
         raise ExprError("substring() needs whole numbers >= 0 for start and length",
                         node.pos.offset)
     return ir.Call("substring", (s,), (a, b), t.STR)
@@ -136,8 +143,11 @@ def _round(c: Checker, node: ast.Call) -> ir.Expr:
     x, d = _args(c, node, 2, "a number and a literal count of decimals")
     _want(x, ("num",), node.args[0], "round", "a number")
     digits = _literal(d, node.args[1], "round", "count of decimals")
-    if not isinstance(digits, int) or digits < 0:
-        raise ExprError("round() needs a whole number of decimals >= 0", node.args[1].pos.offset)
+    from claims_engine.lang.checker import MAX_SCALE
+
+    if not _whole(digits) or not 0 <= digits <= MAX_SCALE:
+        raise ExprError(f"round() needs a whole number of decimals from 0 to {MAX_SCALE}",
+                        node.args[1].pos.offset)
     return ir.Call("round", (x,), (digits,), t.num(digits))
 
 

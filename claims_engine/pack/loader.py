@@ -89,6 +89,9 @@ def _validation_message(exc: ValidationError, raw: PosDict, fallback: Where) -> 
         field = loc[-1]
     elif err["type"] == "missing":
         msg = "is required"
+    elif err["type"] == "string_type" and not isinstance(err.get("input"), dict | list | None):
+        value = err.get("input")  # YAML read a number, true/false or a date, not text
+        msg += f" (YAML read {value!r} as a {type(value).__name__}: quote the expression)"
     elif err["type"] == "string_type":
         msg += (" (an expression holding commas inside YAML [...] or {...} must be quoted, "
                 "or written in block style)")

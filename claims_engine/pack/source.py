@@ -78,8 +78,71 @@ def _build(node: yaml.Node, path: Path) -> Any:
     return _SCALARS.construct_object(node)  # plain YAML typing (int, date, ...)
 
 
+def _segments(where: Where, text: str) -> list[tuple[int, int, str]] | None:
+    """(line, column, content) of each source line of a block or multi-line plain scalar.
+
+    None when the value is on one line (the plain formula is exact there) or the
+    file cannot be read again.
+    """
+    if where.style not in (">", "|", None):
+        return None
+    try:
+        lines = where.file.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    out: list[tuple[int, int, str]] = []
+    if where.style is None:
+        if where.line > len(lines):
+            return None
+        first = lines[where.line - 1][where.column - 1 :]
+        if first.startswith(text.rstrip("\n")):
+            return None  # a one-line plain scalar (perhaps inside [...] or {...})
+        out.append((where.line, where.column, first.rstrip()))
+    indent: int | None = None
+    for i in range(where.line, len(lines)):  # continuation lines / the block's lines
+        line = lines[i]
+        if not line.strip():
+            continue
+        here = len(line) - len(line.lstrip(" "))
+        if indent is None:
+            indent = here
+        if here < indent:
+            break
+        content = line[indent:].rstrip() if where.style else line.strip()
+        col = indent + 1 if where.style else here + 1
+        out.append((i + 1, col, content))
+    return out
+
+
+def _locate(where: Where, text: str, offset: int) -> tuple[int, int] | None:
+    """Find ``offset`` of the (folded) value among its source lines."""
+    segments = _segments(where, text)
+    if not segments:
+        return None
+    cursor = 0
+    last: tuple[int, int] | None = None
+    for line, col, content in segments:
+        if not content:
+            continue
+        pos = text.find(content, cursor)
+        if pos < 0:
+            break
+        if offset < pos:  # between two source lines: point at the next one
+            return line, col
+        if offset < pos + len(content):
+            return line, col + offset - pos
+        cursor = pos + len(content)
+        last = (line, col + len(content))
+    if last is not None and offset >= len(text.rstrip()):
+        return last  # the end of the expression
+    return None
+
+
 def expression_position(where: Where, text: str, offset: int) -> tuple[int, int]:
     """File line and column of character ``offset`` of an expression value."""
+    located = _locate(where, text, offset)
+    if located is not None:
+        return located
     if where.style in (">", "|"):
         # A block scalar starts on the line after the indicator; count lines in the text.
         before = text[:offset]

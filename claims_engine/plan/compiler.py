@@ -65,8 +65,14 @@ class _State:
 
 def _fail(where: Where, label: str, key: str, text: str, err: ExprError) -> PackError:
     line, col = expression_position(where, text, err.offset)
+    hint = ""
+    if where.style is None and (text.count("(") != text.count(")")
+                                or text.count("[") != text.count("]")):
+        hint = ("\n  (YAML splits an unquoted expression at the commas inside [...] or {...}: "
+                "quote it, or write it in block style)")
     return PackError(
         f"{where.file}:{line}:{col}: {label}, {key}: {err.message}\n{excerpt(text, err.offset)}"
+        + hint
     )
 
 
@@ -117,6 +123,17 @@ def pass_lookups(state: _State) -> None:
                 columns.setdefault(col.name, t.from_arrow(col.type))
         if model.discriminator:
             columns[model.discriminator] = t.STR
+        raw_lk = raw_lookups.get(name)
+
+        def at(key: str, column: str | None = None, _raw: Any = raw_lk, _where: Where = where
+               ) -> Where:
+            """Where the lookup's ``key`` (or its ``column`` entry) is written."""
+            if not isinstance(_raw, PosDict):
+                return _where
+            if column is None:
+                return _raw.where.get(key, _where)
+            inner = _raw.get(key)
+            return inner.where.get(column, _where) if isinstance(inner, PosDict) else _where
 
         def pairs(mapping: dict[str, str], key: str, _cols: dict[str, t.Type] = columns,
                   _where: Where = where, _label: str = label,
@@ -126,7 +143,7 @@ def pass_lookups(state: _State) -> None:
                 if column not in _cols:
                     raise PackError(f"{_where}: {_label}: {key}: the table has no column "
                                     f"'{column}' (columns: {', '.join(sorted(_cols))})")
-                e = _expr(state, text, _level, _where, _label, f"{key}.{column}")
+                e = _expr(state, text, _level, at(key, column), _label, f"{key}.{column}")
                 if not t.comparable(e.type, _cols[column]):
                     raise PackError(f"{_where}: {_label}: {key}.{column}: {e.type} value for a "
                                     f"{_cols[column]} column")
@@ -135,7 +152,7 @@ def pass_lookups(state: _State) -> None:
 
         keys = pairs(model.keys, "keys")
         prefer = pairs(model.prefer, "prefer")
-        as_of = _expr(state, model.as_of, model.level, where, label, "as_of", t.DATE)
+        as_of = _expr(state, model.as_of, model.level, at("as_of"), label, "as_of", t.DATE)
         lk = ir.Lookup(name, model.level, tables, model.discriminator, keys, prefer, as_of,
                        model.required, tuple(sorted(columns.items())))
         state.lookups[name] = lk
@@ -184,9 +201,11 @@ def _cell_condition(state: _State, input_ast: ast.Node, cell: Any, level: str, w
 def _table(state: _State, item: Item, model: DeriveModel) -> ir.Expr:
     assert model.table is not None
     label = f"table {model.derive}"
-    body = item.raw.get("table", item.raw)
-    rows_where: list[Where] = body.get("rows").where if isinstance(body, PosDict) and isinstance(
-        body.get("rows"), PosList) else []
+    body = item.raw.get("table")
+    if not isinstance(body, PosDict):  # RULES-EXAMPLE.md form: inputs and rows beside 'table'
+        body = item.raw
+    rows_raw = body.get("rows") if isinstance(body, PosDict) else None
+    rows_where: list[Where] = rows_raw.where if isinstance(rows_raw, PosList) else []
     inputs_raw = body.get("inputs") if isinstance(body, PosDict) else None
     inputs: list[ast.Node] = []
     for i, text in enumerate(model.table.inputs):
