@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 
 from claims_engine import __version__, schema
 from claims_engine.engine import Outcome
-from claims_engine.kernels import groups
+from claims_engine.kernels import columns, groups
 from claims_engine.kernels import values as V
 from claims_engine.kernels.values import Array
 from claims_engine.plan.plan import Plan
@@ -141,7 +141,7 @@ def _reasons(out: Outcome, claim_ids: pa.Array, kinds: pa.Array, line_nos: pa.Ar
             "message": messages.cast(pa.string()),
         }, schema=schema.REASONS_SCHEMA)
 
-    claim_ids_of_lines = out.lines.column("claim_id").combine_chunks()
+    claim_ids_of_lines = columns.array(out.lines, "claim_id")
     bad = np.flatnonzero(intake.malformed)
     parts.append(table("claim", bad, "intake.malformed", schema.MALFORMED, "reject",
                        intake.malformed_message.take(pa.array(bad, type=pa.int64()))))
@@ -166,9 +166,9 @@ def build(out: Outcome, plan: Plan, batch_id: str) -> Result:
     nc, nl = claims.num_rows, lines.num_rows
     row = out.intake.line_claim_row
     safe_row = np.maximum(row, 0)
-    claim_ids = claims.column("claim_id").combine_chunks()
-    kinds = lines.column("kind").combine_chunks()
-    line_nos = lines.column("line_no").combine_chunks()
+    claim_ids = columns.array(claims, "claim_id")
+    kinds = columns.array(lines, "kind")
+    line_nos = columns.array(lines, "line_no")
 
     # reason codes: a line's own; a claim's own plus its lines'
     claim_rows, claim_codes, line_rows, line_codes = [], [], [], []
@@ -214,21 +214,21 @@ def build(out: Outcome, plan: Plan, batch_id: str) -> Result:
 
     claim_out = pa.table({
         "claim_id": claim_ids,
-        "card_no": claims.column("card_no").combine_chunks(),
-        "facility_id": claims.column("facility_id").combine_chunks(),
+        "card_no": columns.array(claims, "card_no"),
+        "facility_id": columns.array(claims, "facility_id"),
         "decision": decision,
         "reason_codes": claim_reason_codes,
         "requested": _money(requested),
         "eligible": _money(out.claim_eligible),
         "fund_pays": _money(out.claim_fund),
         "patient_pays": _money(claim_patient),
-        "declared_fund_pays": claims.column("fund_pays").combine_chunks(),
+        "declared_fund_pays": columns.array(claims, "fund_pays"),
         "benefit_rate": rate_arr,
     })
     claim_order = _claim_order(claim_ids)
     claim_out = _take(claim_out, claim_order)
     line_out = pa.table({
-        "claim_id": lines.column("claim_id").combine_chunks(),
+        "claim_id": columns.array(lines, "claim_id"),
         "kind": kinds,
         "line_no": line_nos,
         "decision": line_decision,

@@ -194,6 +194,9 @@ class _Run:
         self.apply_sets(fired)
         eligible = self._eligible(line_rejected)
         claim_eligible = groups.group_sum(row, eligible, ~line_rejected, self.nc)
+        # Input-stage values are no longer needed: free them before the later stages
+        # (a batch of 8 million lines holds ~70 MB per cached column).
+        self._release(keep=("benefit_rate",))
         self.ctx.computed[("line", "eligible")] = Vec(t.num(2), eligible)
         self.ctx.computed[("claim", "eligible")] = Vec(t.num(2), V.narrow(claim_eligible))
         self.timings["money.eligible"] = time.perf_counter() - t1
@@ -210,6 +213,7 @@ class _Run:
         claim_fund = groups.group_sum(row, fund, ~line_rejected, self.nc)
         self.ctx.computed[("line", "fund_pays")] = Vec(t.num(2), fund)
         self.ctx.computed[("claim", "fund_pays")] = Vec(t.num(2), V.narrow(claim_fund))
+        self._release(keep=())
         fired_c = self.run_rules(self.plan.rules_at(STAGE_FUND), payable_claims, payable_lines)
         self.timings["rules.after_money"] = time.perf_counter() - t2
 
@@ -229,6 +233,12 @@ class _Run:
             self.claims, self.lines, self.intake, self.hits, claim_reject,
             flag_claim & ~claim_reject, line_rejected, adjusted & ~line_rejected, eligible, fund,
             V.narrow(claim_eligible), V.narrow(claim_fund), rate, self.timings)
+
+    def _release(self, keep: tuple[str, ...]) -> None:
+        """Drop cached intermediate columns (lookup matches stay: they are reused)."""
+        self.cev.cache.clear()
+        self.lev.cache.clear()
+        self.effective = {k: v for k, v in self.effective.items() if k in keep}
 
     def _eligible(self, rejected: Array) -> Array:
         n = self.nl

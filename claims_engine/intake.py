@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from claims_engine.kernels import columns
 from claims_engine.kernels.values import Array
 
 
@@ -38,8 +39,8 @@ def _join(*parts: pa.Array) -> pa.Array:
 def check_structure(claims: pa.Table, lines: pa.Table, claim_errors: pa.Array,
                     line_errors: pa.Array) -> Intake:
     n_claims = claims.num_rows
-    claim_ids = claims.column("claim_id").combine_chunks()
-    line_ids = lines.column("claim_id").combine_chunks()
+    claim_ids = columns.array(claims, "claim_id")
+    line_ids = columns.array(lines, "claim_id")
 
     # each line -> the first claim row with its claim_id
     line_claim_row = _claim_rows(line_ids, claim_ids)
@@ -65,8 +66,8 @@ def check_structure(claims: pa.Table, lines: pa.Table, claim_errors: pa.Array,
     bad_line &= ~orphan
     line_msg = line_errors
     if dup_line.any():
-        kinds = lines.column("kind").combine_chunks()
-        nos = lines.column("line_no").combine_chunks().cast(pa.string())
+        kinds = columns.array(lines, "kind")
+        nos = columns.array(lines, "line_no").cast(pa.string())
         dup_msg = pc.binary_join_element_wise(
             pa.scalar("line "), kinds.fill_null("?"), pa.scalar(" #"), nos.fill_null("?"),
             pa.scalar(": line_no repeats within (claim_id, kind)"), "")
@@ -131,7 +132,7 @@ def _repeated_line_numbers(lines: pa.Table, claim_row: Array) -> Array:
         return np.zeros(0, dtype=bool)
     kind = pc.index_in(lines.column("kind"), value_set=pa.array(["drug", "service", "supply"]))
     kind_code = kind.fill_null(3).to_numpy().astype(np.int64)
-    line_no = lines.column("line_no").combine_chunks()
+    line_no = columns.array(lines, "line_no")
     no = line_no.cast(pa.int64()).fill_null(-(2**31)).to_numpy() + 2**31
     key = (claim_row * 4 + kind_code) * 2**33 + no
     key_ok = (claim_row >= 0) & line_no.is_valid().to_numpy(zero_copy_only=False)

@@ -135,6 +135,23 @@ def _line_labels(raw: pa.Table, cast: CastTable, rows: pa.Array) -> pa.ChunkedAr
                                                   pa.array(mask), labels.combine_chunks())])
 
 
+def single_chunk(table: pa.Table) -> pa.Table:
+    """The table with one chunk per column, copying one column at a time.
+
+    Everything downstream works on whole arrays; combining once here, while the
+    chunked original is released column by column, costs one column of extra
+    memory instead of a second copy of the batch later.
+    """
+    if all(c.num_chunks <= 1 for c in table.columns):
+        return table
+    names = table.column_names
+    combined: dict[str, pa.ChunkedArray] = {}
+    for name in names:
+        combined[name] = pa.chunked_array([table.column(name).combine_chunks()])
+        table = table.drop_columns([name])
+    return pa.table(combined)
+
+
 def read_batch(path: Path) -> Batch:
     """Read and cast a batch folder; see the module docstring for what raises."""
     path = Path(path)
@@ -164,8 +181,8 @@ def read_batch(path: Path) -> Batch:
         bad_line_columns = [prefix_messages(e, labels) for e in bad_line_columns]
     line_errors = join_messages(bad_line_columns, raw_lines.num_rows)
     return Batch(
-        claims=claims.table,
-        lines=lines.table,
+        claims=single_chunk(claims.table),
+        lines=single_chunk(lines.table),
         claim_errors=claim_errors,
         line_errors=line_errors,
         files=(claims_file, lines_file),

@@ -88,7 +88,7 @@ def decimal_to_scaled(arr: pa.Array) -> Array:
 
 def from_arrow(arr: pa.Array | pa.ChunkedArray, ty: t.Type | None = None) -> Vec:
     if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
+        arr = arr.chunk(0) if arr.num_chunks == 1 else arr.combine_chunks()
     ty = ty or t.from_arrow(arr.type)
     at = arr.type
     if ty.kind in ("str", "list_str"):
