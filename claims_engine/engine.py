@@ -36,6 +36,17 @@ from claims_engine.lang import types as t
 from claims_engine.plan.plan import STAGE_ELIGIBLE, STAGE_FUND, STAGE_INPUT, CompiledRule, Plan
 
 MONEY_INPUTS = ("quantity", "unit_price", "service_rate", "coverage_rate", "benefit_rate")
+# Columns the engine and the outputs read whatever the pack says.
+ENGINE_FIELDS = {
+    "claim": frozenset({"claim_id", "card_no", "facility_id", "fund_pays", "admitted_at"}),
+    "line": frozenset({"claim_id", "kind", "line_no", "amount_hospital", *MONEY_INPUTS}),
+}
+
+
+def needed_fields(plan: Plan) -> dict[str, frozenset[str]]:
+    """Input columns a run of ``plan`` reads: the pack's fields and the engine's."""
+    used = plan.fields()
+    return {level: used[level] | ENGINE_FIELDS[level] for level in ENGINE_FIELDS}
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,7 @@ def adjudicate_batch(batch_path: Path, out_dir: Path, reference_dir: Path,
         t1 = time.perf_counter()
         timings["compile+reference"] = t1 - t0
         progress("read")
-        batch = read_batch(batch_path)
+        batch = read_batch(batch_path, engine.needed_fields(inputs.plan))
         bid = batch_id or content_hash(batch.files)
         t2 = time.perf_counter()
         timings["read"] = t2 - t1

@@ -12,6 +12,7 @@ claims without lines, orphan lines) belong to the engine.
 from __future__ import annotations
 
 import csv
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +31,8 @@ from claims_engine.io.casting import (
     join_messages,
     prefix_messages,
 )
-from claims_engine.schema import CLAIM_COLUMNS, LINE_COLUMNS
+from claims_engine.io.pruning import unread_columns
+from claims_engine.schema import CLAIM_COLUMNS, LINE_COLUMNS, Column
 
 SUFFIXES = (".parquet", ".arrow", ".csv")
 XML_NOT_SUPPORTED = "QĐ130 XML input is not supported yet"
@@ -40,14 +42,16 @@ XML_NOT_SUPPORTED = "QĐ130 XML input is not supported yet"
 class Batch:
     """One batch, cast to the contract, with one message per row for bad values."""
 
-    claims: pa.Table  # schema.CLAIMS_SCHEMA names/types/order, every field nullable
-    lines: pa.Table  # schema.LINES_SCHEMA names/types/order, every field nullable
+    # schema.CLAIMS_SCHEMA / LINES_SCHEMA names, types and order, every field nullable;
+    # read with ``needed``, proven-valid unneeded columns are absent (io/pruning.py)
+    claims: pa.Table
+    lines: pa.Table
     claim_errors: pa.Array  # pa.string() per claims row: null, or messages joined by "; "
     line_errors: pa.Array  # pa.string() per lines row, each message names its line
     files: tuple[Path, ...]  # the files read (claims, lines), for a content hash
 
 
-def read_table_file(path: Path) -> pa.Table:
+def read_table_file(path: Path, columns: list[str] | None = None) -> pa.Table:
     """Read a ``.parquet``, ``.arrow`` (IPC file or stream) or ``.csv`` file as it is.
 
     CSV columns are all read as strings (so "01001" keeps its zero) and only an
@@ -63,7 +67,7 @@ def read_table_file(path: Path) -> pa.Table:
         raise BatchError(f"{path}: is not a file")
     try:
         if suffix == ".parquet":
-            return pq.read_table(path)
+            return pq.read_table(path, columns=columns)
         if suffix == ".arrow":
             return _read_ipc(path)
         return _read_csv(path)
@@ -152,8 +156,22 @@ def single_chunk(table: pa.Table) -> pa.Table:
     return pa.table(combined)
 
 
-def read_batch(path: Path) -> Batch:
-    """Read and cast a batch folder; see the module docstring for what raises."""
+def _read_present(path: Path, columns: tuple[Column, ...], skip: frozenset[str]) -> pa.Table:
+    """The file, without the contract columns proven valid and not needed."""
+    if not skip:
+        return read_table_file(path)
+    names = pq.read_schema(path).names
+    return read_table_file(path, [n for n in names if n not in skip])
+
+
+def read_batch(path: Path, needed: Mapping[str, frozenset[str]] | None = None) -> Batch:
+    """Read and cast a batch folder; see the module docstring for what raises.
+
+    With ``needed`` (per level, "claim" and "line", the columns a plan and the
+    outputs use), Parquet columns
+    outside it whose validity the file's metadata proves are left unread and are
+    absent from the returned tables (see io/pruning.py).
+    """
     path = Path(path)
     if path.suffix.lower() == ".xml":
         raise BatchError(f"{path}: {XML_NOT_SUPPORTED}")
@@ -164,13 +182,20 @@ def read_batch(path: Path) -> Batch:
     claims_file = _find_file(path, "claims")
     lines_file = _find_file(path, "lines")
 
-    raw_claims = read_table_file(claims_file)
-    claims = cast_table(raw_claims, CLAIM_COLUMNS, claims_file, BatchError)
-    raw_lines = read_table_file(lines_file)
-    lines = cast_table(raw_lines, LINE_COLUMNS, lines_file, BatchError)
+    skip_claims = frozenset() if needed is None else \
+        unread_columns(claims_file, CLAIM_COLUMNS, needed.get("claim", frozenset()))
+    skip_lines = frozenset() if needed is None else \
+        unread_columns(lines_file, LINE_COLUMNS, needed.get("line", frozenset()))
+    raw_claims = _read_present(claims_file, CLAIM_COLUMNS, skip_claims)
+    claims = cast_table(raw_claims, [c for c in CLAIM_COLUMNS if c.name not in skip_claims],
+                        claims_file, BatchError)
+    raw_lines = _read_present(lines_file, LINE_COLUMNS, skip_lines)
+    lines = cast_table(raw_lines, [c for c in LINE_COLUMNS if c.name not in skip_lines],
+                       lines_file, BatchError)
 
     claim_errors = join_messages(
-        [claims.errors[c.name] for c in CLAIM_COLUMNS], raw_claims.num_rows
+        [claims.errors[c.name] for c in CLAIM_COLUMNS if c.name in claims.errors],
+        raw_claims.num_rows,
     )
     bad_line_columns = [e for e in lines.errors.values() if e.null_count < len(e)]
     if bad_line_columns:

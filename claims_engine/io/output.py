@@ -55,7 +55,7 @@ __all__ = [
 #: Names (besides ``*.parquet``) the engine may leave in an output directory.
 OUTPUT_FILE_NAMES = frozenset({"summary.json", "report.txt", "report.json"})
 SUMMARY_NAME = "summary.json"
-PARQUET_COMPRESSION = "zstd"
+PARQUET_COMPRESSION = "snappy"  # fastest to write here (zstd is ~30% smaller, ~50% slower)
 
 _TABLE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _HASH_CHUNK = 1 << 20

@@ -55,6 +55,21 @@ class Plan:
     rules: tuple[CompiledRule, ...]
     cacheable: frozenset[ir.Expr]
 
+    def fields(self) -> dict[str, frozenset[str]]:
+        """The input columns the plan reads, per level ("claim", "line")."""
+        roots: list[ir.Expr] = [e for _, e in self.derived.values()]
+        for lk in self.lookups.values():
+            roots += [lk.as_of, *(e for _, e in lk.keys), *(e for _, e in lk.prefer)]
+        for r in self.rules:
+            roots += [r.when, *(e for _, e in r.sets),
+                      *(p.expr for p in r.message if p.expr is not None)]
+        out: dict[str, set[str]] = {"claim": set(), "line": set()}
+        for root in roots:
+            for node in ir.walk(root):
+                if isinstance(node, ir.Field):
+                    out[node.level].add(node.name)
+        return {level: frozenset(names) for level, names in out.items()}
+
     def rules_at(self, stage: int) -> tuple[CompiledRule, ...]:
         return tuple(r for r in self.rules if r.stage == stage)
 
