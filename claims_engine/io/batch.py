@@ -139,23 +139,6 @@ def _line_labels(raw: pa.Table, cast: CastTable, rows: pa.Array) -> pa.ChunkedAr
                                                   pa.array(mask), labels.combine_chunks())])
 
 
-def single_chunk(table: pa.Table) -> pa.Table:
-    """The table with one chunk per column, copying one column at a time.
-
-    Everything downstream works on whole arrays; combining once here, while the
-    chunked original is released column by column, costs one column of extra
-    memory instead of a second copy of the batch later.
-    """
-    if all(c.num_chunks <= 1 for c in table.columns):
-        return table
-    names = table.column_names
-    combined: dict[str, pa.ChunkedArray] = {}
-    for name in names:
-        combined[name] = pa.chunked_array([table.column(name).combine_chunks()])
-        table = table.drop_columns([name])
-    return pa.table(combined)
-
-
 def _read_present(path: Path, columns: tuple[Column, ...], skip: frozenset[str]) -> pa.Table:
     """The file, without the contract columns proven valid and not needed."""
     if not skip:
@@ -206,8 +189,8 @@ def read_batch(path: Path, needed: Mapping[str, frozenset[str]] | None = None) -
         bad_line_columns = [prefix_messages(e, labels) for e in bad_line_columns]
     line_errors = join_messages(bad_line_columns, raw_lines.num_rows)
     return Batch(
-        claims=single_chunk(claims.table),
-        lines=single_chunk(lines.table),
+        claims=claims.table,
+        lines=lines.table,
         claim_errors=claim_errors,
         line_errors=line_errors,
         files=(claims_file, lines_file),

@@ -88,7 +88,18 @@ def decimal_to_scaled(arr: pa.Array) -> Array:
 
 def from_arrow(arr: pa.Array | pa.ChunkedArray, ty: t.Type | None = None) -> Vec:
     if isinstance(arr, pa.ChunkedArray):
-        arr = arr.chunk(0) if arr.num_chunks == 1 else arr.combine_chunks()
+        if arr.num_chunks == 1:
+            arr = arr.chunk(0)
+        elif t.from_arrow(arr.type).kind in ("str", "list_str") or arr.num_chunks == 0:
+            arr = arr.combine_chunks()
+        else:  # numbers and dates: convert chunk by chunk into one numpy array
+            parts = [from_arrow(c, ty) for c in arr.chunks]
+            data = np.concatenate([np.asarray(p.data) for p in parts])
+            valid = None
+            if any(p.valid is not None for p in parts):
+                valid = np.concatenate([valid_mask(p, len(c)) for p, c in zip(parts, arr.chunks,
+                                                                              strict=True)])
+            return Vec(parts[0].type, data, valid)
     ty = ty or t.from_arrow(arr.type)
     at = arr.type
     if ty.kind in ("str", "list_str"):
