@@ -26,6 +26,14 @@ def product_rounded(factors: list[tuple[Array, int]], divide_digits: int, out_sc
     """
     n = max(np.size(f) for f, _ in factors)
     in_scale = sum(s for _, s in factors) + divide_digits
+    bound = 1.0
+    for f, _ in factors:
+        bound *= V.magnitude(np.asarray(f)) if np.size(f) else 0.0
+    if bound < SAFE:  # the usual case: every row's product provably fits int64
+        prod = np.ones(n, dtype=np.int64)
+        for f, _ in factors:
+            prod *= np.asarray(f, dtype=np.int64)
+        return np.asarray(V.rescale(prod, in_scale, out_scale))
     estimate = np.ones(n, dtype=np.float64)
     for f, _ in factors:
         estimate = estimate * np.abs(np.asarray(f, dtype=np.float64))

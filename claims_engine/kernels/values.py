@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -181,9 +182,28 @@ def _exact(*arrays: Array) -> list[Array]:
     return [a.astype(object) if a.dtype != object else a for a in arrays]
 
 
-def _magnitude(a: Array) -> float:
-    """Largest absolute value, via two reductions (no temporary array)."""
-    return float(max(abs(int(a.max())), abs(int(a.min()))))
+@numba.njit(cache=True, nogil=True)
+def _max_abs(a: Array) -> float:  # pragma: no cover
+    m = 0.0
+    for i in range(a.shape[0]):
+        v = abs(float(a[i]))
+        if v > m:
+            m = v
+    return m
+
+
+def magnitude(a: Array) -> float:
+    """Largest absolute value (a float bound, only used to detect possible overflow)."""
+    if a.dtype == object:
+        return float("inf")
+    if a.ndim == 0:
+        return abs(float(a))
+    if a.size == 0:
+        return 0.0
+    return float(_max_abs(np.ascontiguousarray(a).astype(np.int64, copy=False)))
+
+
+_magnitude = magnitude
 
 
 def _may_overflow(a: Array, b: Array) -> bool:
