@@ -27,7 +27,7 @@ from claims_engine import schema
 from claims_engine.errors import ReferenceDataError
 from claims_engine.intake import Intake, check_structure
 from claims_engine.io.batch import Batch
-from claims_engine.kernels import evaluate, groups, money
+from claims_engine.kernels import columns, evaluate, groups, money
 from claims_engine.kernels import values as V
 from claims_engine.kernels.format import render
 from claims_engine.kernels.values import Array, Vec
@@ -86,9 +86,45 @@ def _noop(_: str) -> None:
     return None
 
 
+@dataclass(frozen=True)
+class History:
+    """Claims and lines of earlier batches (contract columns), all earlier than the batch."""
+
+    claims: pa.Table
+    lines: pa.Table
+
+
+def _pair_keys(table: pa.Table) -> pa.Array:
+    """claim_id and facility_id as one key (a claim is identified by both across batches)."""
+    return pc.binary_join_element_wise(columns.array(table, "claim_id"),
+                                       columns.array(table, "facility_id"), "\x1f")
+
+
+def _line_pair_keys(history: History) -> pa.Array:
+    """Each history line's (claim_id, facility_id) key; the facility from its claim if absent."""
+    if "facility_id" in history.lines.column_names:
+        return _pair_keys(history.lines)
+    ids = columns.array(history.lines, "claim_id")
+    row = pc.index_in(ids, value_set=columns.array(history.claims, "claim_id"))
+    facility = columns.array(history.claims, "facility_id").take(row)
+    return pc.binary_join_element_wise(ids, facility, "\x1f")
+
+
+def drop_resubmitted(history: History, batch_claims: pa.Table) -> History:
+    """History without the claims (and lines) this batch resubmits (same claim_id + facility)."""
+    if history.claims.num_rows == 0:
+        return history
+    resubmitted = pc.is_in(_pair_keys(history.claims), value_set=_pair_keys(batch_claims))
+    keep_claims = pc.invert(resubmitted.fill_null(False))
+    keep_lines = pc.invert(pc.is_in(_line_pair_keys(history),
+                                    value_set=_pair_keys(history.claims.filter(resubmitted)))
+                           .fill_null(False))
+    return History(history.claims.filter(keep_claims), history.lines.filter(keep_lines))
+
+
 class _Run:
     def __init__(self, plan: Plan, batch: Batch, reference: dict[str, pa.Table],
-                 progress: Progress) -> None:
+                 progress: Progress, history: History | None = None) -> None:
         self.plan = plan
         self.claims, self.lines = batch.claims, batch.lines
         self.progress = progress
@@ -106,6 +142,16 @@ class _Run:
         row = self.intake.line_claim_row
         self.line_ok = (row >= 0) & self.claim_ok[np.maximum(row, 0)] if self.nl else \
             np.zeros(0, dtype=bool)
+        # window rules count every claim and line that is not MALFORMED, and history
+        self.cev.active, self.lev.active = self.claim_ok, self.line_ok
+        if history is not None:
+            history = drop_resubmitted(history, batch.claims)
+            line_rows = pc.index_in(_line_pair_keys(history),
+                                    value_set=_pair_keys(history.claims))
+            hc, hl = evaluate.Evaluator.pair(history.claims, history.lines,
+                                             np.asarray(line_rows.fill_null(-1).to_numpy(),
+                                                        dtype=np.int64), ctx)
+            self.cev.history, self.lev.history = hc, hl
         self.hits: list[RuleHits] = []
         self.effective: dict[str, Vec] = {}
 
@@ -264,9 +310,9 @@ class _Run:
 
 
 def run(plan: Plan, batch: Batch, reference: dict[str, pa.Table],
-        progress: Progress = _noop) -> Outcome:
-    """Evaluate ``plan`` on ``batch`` against reference tables."""
-    return _Run(plan, batch, reference, progress).run()
+        progress: Progress = _noop, history: History | None = None) -> Outcome:
+    """Evaluate ``plan`` on ``batch`` against reference tables (and earlier batches)."""
+    return _Run(plan, batch, reference, progress, history).run()
 
 
 __all__ = ["Outcome", "RuleHits", "pc", "run"]

@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from claims_engine.kernels import groups, lookup
+from claims_engine.kernels import groups, lookup, window
 from claims_engine.kernels import values as V
 from claims_engine.kernels.values import Array, Vec
 from claims_engine.lang import ir
@@ -60,6 +60,8 @@ class Context:
             lvl = self.derived[e.name][0]
         elif isinstance(e, ir.Aggregate):
             lvl = "claim"
+        elif isinstance(e, ir.Window):
+            lvl = e.spec.level
         else:
             lvl = max((self.level_of(c) for c in e.children()), key=LEVEL_RANK.__getitem__,
                       default="const")
@@ -92,6 +94,11 @@ class Evaluator:
         self.child: Evaluator | None = None  # the line evaluator, for a claim evaluator
         self.cache: dict[ir.Expr, Vec] = {}
         self.lookup_rows: dict[str, Array] = {}
+        # Window rules: the history rows at this level (all earlier than the batch) and
+        # which batch rows take part (not MALFORMED); set by the engine.
+        self.history: Evaluator | None = None
+        self.active: Array | None = None
+        self.windows: dict[ir.WindowSpec, window.Sorted] = {}
 
     @staticmethod
     def pair(claims: pa.Table, lines: pa.Table, line_claim_row: Array,
@@ -112,7 +119,7 @@ class Evaluator:
             v = self._eval(e)
         if not isinstance(e, ir.Const | ir.Param) and (
             e in self.ctx.cacheable or isinstance(e, ir.Field | ir.Derived | ir.LookupField
-                                                  | ir.Computed | ir.Aggregate)
+                                                  | ir.Computed | ir.Aggregate | ir.Window)
         ):
             self.cache[e] = v
         return v
@@ -127,7 +134,7 @@ class Evaluator:
     def truth(self, e: ir.Expr) -> Array:
         """Rows where a condition is true (null counts as not true)."""
         v = self.eval(e)
-        data = V.full(v, self.n)
+        data = np.asarray(V.full(v, self.n), dtype=bool)  # a literal null holds int 0
         return np.asarray(data & V.valid_mask(v, self.n))
 
     def lookup_index(self, name: str) -> Array:
@@ -261,12 +268,13 @@ class Evaluator:
 
     def _logic(self, e: ir.Logic) -> Vec:
         vs = [self.eval(i) for i in e.items]
+        ds = [np.asarray(v.data, dtype=bool) for v in vs]  # a literal null holds int 0
         if e.op == "and":
-            true = _all(np.asarray(v.data) & _valid_or_true(v) for v in vs)
-            false = _any(~np.asarray(v.data) & _valid_or_true(v) for v in vs)
+            true = _all(d & _valid_or_true(v) for d, v in zip(ds, vs, strict=True))
+            false = _any(~d & _valid_or_true(v) for d, v in zip(ds, vs, strict=True))
         else:
-            true = _any(np.asarray(v.data) & _valid_or_true(v) for v in vs)
-            false = _all(~np.asarray(v.data) & _valid_or_true(v) for v in vs)
+            true = _any(d & _valid_or_true(v) for d, v in zip(ds, vs, strict=True))
+            false = _all(~d & _valid_or_true(v) for d, v in zip(ds, vs, strict=True))
         known = true | false
         return Vec(t.BOOL, true, None if bool(np.all(known)) else known)
 
@@ -334,6 +342,143 @@ class Evaluator:
             return Vec(e.type, V.narrow(groups.group_sum(group, data, include, self.n)))
         out, seen = groups.group_extreme(group, data, include, self.n, e.fn == "max")
         return Vec(e.type, out, seen)
+
+    # --- windows ------------------------------------------------------------------
+    def _n_history(self) -> int:
+        return self.history.n if self.history is not None else 0
+
+    def _window_codes(self, e: ir.Expr, ordered: bool) -> tuple[Array, Array]:
+        """int64 codes of ``e`` over [history rows, batch rows] and their validity.
+
+        Equal values get equal codes; with ``ordered`` codes also keep the order.
+        A claim value of a line window is encoded per claim, then spread to lines.
+        """
+        if self.level == "line" and self.ctx.level_of(e) == "claim":
+            assert self.parent is not None and self.to_parent is not None
+            codes, valid = self.parent._window_codes(e, ordered)
+            hist_rows = np.zeros(0, dtype=np.int64)
+            if self.history is not None:
+                assert self.history.to_parent is not None
+                hist_rows = self.history.to_parent
+            n_hist_claims = self.parent._n_history()
+            rows = np.concatenate((hist_rows, np.where(self.to_parent >= 0,
+                                                       self.to_parent + n_hist_claims, -1)))
+            ok = rows >= 0
+            safe = np.where(ok, rows, 0)
+            return codes[safe], valid[safe] & ok
+        parts = ([self.history.eval(e)] if self.history is not None else []) + [self.eval(e)]
+        ns = ([self.history.n] if self.history is not None else []) + [self.n]
+        if parts[0].is_arrow:
+            arrays = [V.to_arrow(v, n) for v, n in zip(parts, ns, strict=True)]
+            merged = pa.concat_arrays([a.cast(pa.string()) for a in arrays])
+            valid = np.asarray(merged.is_valid().to_numpy(zero_copy_only=False))
+            if ordered:
+                uniq = pc.unique(merged.drop_null())
+                uniq = uniq.take(pc.sort_indices(uniq))
+            else:
+                uniq = pc.unique(merged.drop_null())
+            codes = lookup._codes(pc.index_in(merged, value_set=uniq))
+            return codes, valid
+        data = np.concatenate([np.asarray(V.full(v, n)).astype(np.int64)
+                               for v, n in zip(parts, ns, strict=True)])
+        valid = np.concatenate([V.valid_mask(v, n) for v, n in zip(parts, ns, strict=True)])
+        return data, valid
+
+    def _window_values(self, e: ir.Expr) -> tuple[Array, Array]:
+        """Values of ``e`` over [history rows, batch rows] (numbers, dates: int64)."""
+        parts = ([self.history.eval(e)] if self.history is not None else []) + [self.eval(e)]
+        ns = ([self.history.n] if self.history is not None else []) + [self.n]
+        data = np.concatenate([np.asarray(V.full(v, n)).astype(np.int64)
+                               for v, n in zip(parts, ns, strict=True)])
+        valid = np.concatenate([V.valid_mask(v, n) for v, n in zip(parts, ns, strict=True)])
+        return data, valid
+
+    def _window_valid(self, e: ir.Expr) -> Array:
+        parts = ([self.history.eval(e)] if self.history is not None else []) + [self.eval(e)]
+        ns = ([self.history.n] if self.history is not None else []) + [self.n]
+        return np.concatenate([V.valid_mask(v, n) for v, n in zip(parts, ns, strict=True)])
+
+    def _window_truth(self, e: ir.Expr | None) -> Array:
+        n = self._n_history() + self.n
+        if e is None:
+            return np.ones(n, dtype=bool)
+        hist = self.history.truth(e) if self.history is not None else np.zeros(0, dtype=bool)
+        return np.concatenate((hist, self.truth(e)))
+
+    def _window_sorted(self, spec: ir.WindowSpec) -> window.Sorted:
+        if spec not in self.windows:
+            nh = self._n_history()
+            partition, keyed = [], np.ones(nh + self.n, dtype=bool)
+            for p in spec.partition:
+                codes, valid = self._window_codes(p, ordered=False)
+                partition.append(codes)
+                keyed &= valid
+            order = []
+            for o in spec.order:
+                codes, valid = self._window_codes(o, ordered=True)
+                order.append(np.where(valid, codes, np.iinfo(np.int64).min))
+            if spec.day is not None:
+                _, day_ok = self._window_values(spec.day)
+                keyed &= day_ok
+            source = np.concatenate((np.zeros(nh, dtype=np.int64), np.ones(self.n, dtype=np.int64)))
+            self.windows[spec] = window.sort_rows(partition, order, source, keyed)
+        return self.windows[spec]
+
+    def _window(self, e: ir.Window) -> Vec:
+        spec = e.spec
+        s = self._window_sorted(spec)
+        nh = self._n_history()
+        counted = self._window_truth(spec.where) & self._window_truth(e.cond)
+        active = self.active if self.active is not None else np.ones(self.n, dtype=bool)
+        counted &= np.concatenate((np.ones(nh, dtype=bool), active))
+        value = None
+        if e.value is not None and e.fn in ("first", "last"):  # only positions are needed
+            counted &= self._window_valid(e.value)
+        elif e.value is not None:
+            value, value_ok = self._window_values(e.value)
+            counted &= value_ok
+        perm = s.order
+        weights = (counted[perm] & s.keyed).astype(np.int64)
+        if e.fn in ("count", "sum"):
+            if e.fn == "sum":
+                assert value is not None
+                weights = weights * value[perm]
+            day = lo = np.zeros(len(perm), dtype=np.int64)
+            use_days = spec.day is not None and spec.days is not None
+            if use_days:
+                assert spec.day is not None and spec.days is not None
+                d, _ = self._window_values(spec.day)
+                width, width_ok = self._window_values(spec.days)
+                day, lo = d[perm], (d - width + 1)[perm]
+                weights = weights * width_ok[perm]
+            res = window.count_sum(weights, s.part_start, s.tie_start, s.batch_start, day, lo,
+                                   use_days)
+            found = np.ones(len(perm), dtype=bool)
+        else:
+            mode = {"max": 0, "min": 1, "first": 2, "last": 3}[e.fn]
+            vals = value[perm] if value is not None else np.zeros(len(perm), dtype=np.int64)
+            res, found = window.running(vals, weights, s.part_start, s.tie_start, mode)
+        out = np.empty(len(perm), dtype=np.int64)
+        out[perm] = res
+        ok = np.empty(len(perm), dtype=bool)
+        ok[perm] = found & s.keyed
+        out, ok = out[nh:], ok[nh:]  # the batch rows
+        if e.fn in ("first", "last"):  # positions -> the value at that row
+            assert e.value is not None
+            rows = np.where(ok, perm[np.where(ok, out, 0)], -1)
+            return self._take_combined(e.value, rows)
+        return Vec(e.type, out, None if ok.all() else ok)
+
+    def _take_combined(self, e: ir.Expr, rows: Array) -> Vec:
+        """Values of ``e`` at positions of [history rows, batch rows] (-1: null)."""
+        nh = self._n_history()
+        from_hist = (rows >= 0) & (rows < nh)
+        batch_v = take(self.eval(e), np.where(rows >= nh, rows - nh, -1))
+        if not from_hist.any():
+            return batch_v
+        assert self.history is not None
+        hist_v = take(self.history.eval(e), np.where(from_hist, rows, -1))
+        return _where(from_hist, hist_v, batch_v, self.n)
 
     def _call(self, e: ir.Call) -> Vec:
         fn = _FUNCTIONS.get(e.fn)
@@ -463,9 +608,30 @@ def _substring(ev: Evaluator, e: ir.Call) -> Vec:
     return Vec(t.STR, pc.utf8_slice_codeunits(v.data, start=start, stop=start + length))
 
 
+def _right(ev: Evaluator, e: ir.Call) -> Vec:
+    v = ev.eval(e.args[0])
+    (n,) = e.consts
+    if n == 0:
+        return Vec(t.STR, pc.utf8_slice_codeunits(v.data, start=0, stop=0))
+    return Vec(t.STR, pc.utf8_slice_codeunits(v.data, start=-n))
+
+
 def _date_of(ev: Evaluator, e: ir.Call) -> Vec:
     v = ev.eval(e.args[0])
     return Vec(t.DATE, _days(v), v.valid)
+
+
+def _date_part(part: str) -> Callable[[Evaluator, ir.Call], Vec]:
+    def run(ev: Evaluator, e: ir.Call) -> Vec:
+        v = ev.eval(e.args[0])
+        days = np.asarray(_days(v)).astype("datetime64[D]")
+        years = days.astype("datetime64[Y]").astype(np.int64) + 1970
+        if part == "year":
+            return Vec(t.INT, years, v.valid)
+        months = days.astype("datetime64[M]").astype(np.int64) % 12 + 1
+        return Vec(t.INT, years * 100 + months, v.valid)
+
+    return run
 
 
 def _days_between(ev: Evaluator, e: ir.Call) -> Vec:
@@ -528,6 +694,9 @@ _FUNCTIONS: dict[str, Callable[[Evaluator, ir.Call], Vec]] = {
     "contains": _str_pattern(lambda d, p: pc.match_substring(d, pattern=p)),
     "matches": _str_pattern(_matches),
     "substring": _substring,
+    "right": _right,
+    "year_of": _date_part("year"),
+    "month_of": _date_part("month"),
     "date_of": _date_of,
     "days_between": _days_between,
     "minutes_between": _minutes_between,
@@ -557,4 +726,5 @@ _HANDLERS: dict[type, Callable[[Evaluator, Any], Vec]] = {
     ir.Case: Evaluator._case,
     ir.Aggregate: Evaluator._aggregate,
     ir.Call: Evaluator._call,
+    ir.Window: Evaluator._window,
 }

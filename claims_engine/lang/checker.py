@@ -38,6 +38,7 @@ class Scope:
     lookups: Mapping[str, LookupSig] = field(default_factory=dict)
     derived: Mapping[str, tuple[str, t.Type]] = field(default_factory=dict)  # name -> level, type
     computed: Mapping[tuple[str, str], t.Type] = field(default_factory=dict)  # (level, name)
+    window: Mapping[str, ir.Expr] = field(default_factory=dict)  # a window rule's measures
 
     def names(self) -> list[str]:
         out = list(self.claim_fields) + [f"params.{p}" for p in self.params] + list(self.derived)
@@ -46,6 +47,7 @@ class Scope:
         for name, sig in self.lookups.items():
             out += [f"{name}.{f}" for f in sig.fields]
         out += [f"computed.{n}" for (_, n) in self.computed]
+        out += [f"window.{n}" for n in self.window]
         return out
 
 
@@ -92,8 +94,9 @@ def rescale_const(c: ir.Const, scale: int) -> int:
 
 
 class Checker:
-    def __init__(self, scope: Scope) -> None:
+    def __init__(self, scope: Scope, in_aggregate: bool = False) -> None:
         self.scope = scope
+        self.in_aggregate = in_aggregate
 
     def check(self, node: ast.Node, expect: t.Type | None = None) -> ir.Expr:
         e = self.expr(node)
@@ -143,6 +146,11 @@ class Checker:
                 return ir.Param(tail, value, ty)
             if head in ("claim", "line"):
                 return self._field(head, tail, off)
+            if head == "window":
+                if tail not in s.window:
+                    hint = did_you_mean(tail, s.window)
+                    raise ExprError(f"unknown window measure 'window.{tail}'.{hint}", off)
+                return s.window[tail]
             if head == "computed":
                 for level in ((s.level, "claim") if s.level == "line" else ("claim",)):
                     if (level, tail) in s.computed:
@@ -299,9 +307,9 @@ class Checker:
         }[fn]
         if not args or not (isinstance(args[0], ast.Name) and args[0].parts == ("lines",)):
             raise ExprError(f"{fn}() aggregates a claim's lines: write {usage}", off)
-        if self.scope.level != "claim":
-            raise ExprError(f"{fn}(lines, ...) is only allowed in claim rules", off)
-        inner = Checker(replace(self.scope, level="line"))
+        if self.in_aggregate:
+            raise ExprError(f"{fn}(lines, ...) cannot be nested in another aggregate", off)
+        inner = Checker(replace(self.scope, level="line"), in_aggregate=True)
         rest = args[1:]
         value: ir.Expr | None = None
         where: ir.Expr | None = None

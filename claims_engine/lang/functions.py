@@ -85,10 +85,25 @@ def _substring(c: Checker, node: ast.Call) -> ir.Expr:
     return ir.Call("substring", (s,), (a, b), t.STR)
 
 
+def _right(c: Checker, node: ast.Call) -> ir.Expr:
+    s, count = _args(c, node, 2, "a string and a literal count of characters")
+    _want(s, ("str",), node.args[0], node.name, "a string")
+    n = _literal(count, node.args[1], node.name, "count")
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+        raise ExprError("right() needs a whole number of characters >= 0", node.pos.offset)
+    return ir.Call("right", (s,), (n,), t.STR)
+
+
 def _date_of(c: Checker, node: ast.Call) -> ir.Expr:
     (x,) = _args(c, node, 1, "one timestamp")
     _want(x, ("timestamp", "date"), node.args[0], node.name, "a timestamp or a date")
     return x if x.type.kind == "date" else ir.Call("date_of", (x,), (), t.DATE)
+
+
+def _date_part(c: Checker, node: ast.Call) -> ir.Expr:
+    (x,) = _args(c, node, 1, "one date or timestamp")
+    _want(x, ("date", "timestamp"), node.args[0], node.name, "a date or a timestamp")
+    return ir.Call(node.name, (x,), (), t.INT)
 
 
 def _between_dates(fn: str) -> Callable[[Checker, ast.Call], ir.Expr]:
@@ -179,6 +194,10 @@ SIGNATURES: dict[str, Signature] = {
         _sig("contains", "contains(text, 'part')", "text contains", _string_pattern),
         _sig("matches", "matches(text, 'regex')", "whole text matches a regex", _string_pattern),
         _sig("substring", "substring(text, start, length)", "0-based slice", _substring),
+        _sig("right", "right(text, n)", "the last n characters", _right),
+        _sig("year_of", "year_of(date)", "the calendar year (for yearly windows)", _date_part),
+        _sig("month_of", "month_of(date)", "year * 100 + month (for monthly windows)",
+             _date_part),
         _sig("date_of", "date_of(timestamp)", "the calendar day", _date_of),
         _sig("days_between", "days_between(from, to)", "to - from in days", _between_dates("days_between")),
         _sig("age_in_days", "age_in_days(birth_date, at)", "days from birth to at",

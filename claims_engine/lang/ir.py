@@ -285,3 +285,42 @@ class Lookup:
     as_of: Expr
     required: bool
     fields: tuple[tuple[str, Type], ...]
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """Rows sharing a key, in an order: what a window measure looks back over.
+
+    ``partition``: the key (card holder, item, ...); ``order``: defines "earlier"
+    (rows with equal order values are not earlier than each other); ``where``:
+    which earlier rows count; ``day``/``days``: only earlier rows whose day lies in
+    the ``days`` days ending on this row's day (``day`` must be the first order
+    key).  History rows, when present, are all earlier than the batch.
+    """
+
+    level: str
+    partition: tuple[Expr, ...]
+    order: tuple[Expr, ...]
+    where: Expr | None
+    day: Expr | None
+    days: Expr | None
+
+
+@dataclass(frozen=True)
+class Window(Expr):
+    """One measure over the earlier rows of a window: count/sum/min/max/first/last."""
+
+    spec: WindowSpec
+    fn: str
+    value: Expr | None
+    cond: Expr | None
+    type_: Type
+
+    @property
+    def type(self) -> Type:
+        return self.type_
+
+    def children(self) -> tuple[Expr, ...]:
+        s = self.spec
+        parts = [*s.partition, *s.order, s.where, s.day, s.days, self.value, self.cond]
+        return tuple(p for p in parts if p is not None)

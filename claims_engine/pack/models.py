@@ -26,6 +26,28 @@ class RuleTest(_Strict):
     expect: list[str]
 
 
+class WindowModel(_Strict):
+    """Look back over earlier rows that share a key (see lang/ir.py WindowSpec)."""
+
+    partition: list[str] = Field(min_length=1)
+    order: list[str] = Field(min_length=1)
+    where: str | None = None
+    day: str | None = None
+    days: str | None = None
+    measures: dict[str, str] = Field(min_length=1)
+
+    @field_validator("days", mode="before")
+    @classmethod
+    def _number_is_an_expression(cls, v: object) -> object:
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+    @model_validator(mode="after")
+    def _day_and_days(self) -> WindowModel:
+        if (self.day is None) != (self.days is None):
+            raise ValueError("give both day: <date> and days: <number>, or neither")
+        return self
+
+
 class RuleModel(_Strict):
     id: str = Field(pattern=ID_PATTERN)
     title: str
@@ -36,6 +58,7 @@ class RuleModel(_Strict):
     when: str
     message: str
     set: dict[str, str] | None = None
+    window: WindowModel | None = None
     effective_from: date | None = None
     effective_to: date | None = None
     tests: list[RuleTest] = Field(default_factory=list)

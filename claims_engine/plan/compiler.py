@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -50,6 +50,7 @@ BUILTIN_VALUES: tuple[tuple[str, str, str], ...] = (
     ("admission_date", "claim", "date_of(admitted_at)"),
     ("age_days", "claim", "days_between(birth_date, date_of(admitted_at))"),
     ("inpatient", "claim", "visit_type in [3, 4]"),
+    ("card_holder", "claim", "right(card_no, 10)"),
 )
 
 
@@ -80,7 +81,7 @@ def _expr(state: _State, text: str, level: str, where: Where, label: str, key: s
           expect: t.Type | None = None) -> ir.Expr:
     scope = Scope(level, state.scope.claim_fields, state.scope.line_fields, state.scope.params,
                   state.scope.lookups, {n: (lv, e.type) for n, (lv, e) in state.derived.items()},
-                  state.scope.computed)
+                  state.scope.computed, state.scope.window)
     try:
         return Checker(scope).check(parse(str(text)), expect)
     except ExprError as err:
@@ -255,8 +256,105 @@ def pass_values_and_rules(state: _State) -> None:
             state.rules.append(_rule(state, item, m))
 
 
+WINDOW_MEASURES = ("count", "sum", "min", "max", "first", "last")
+
+
+def _window(state: _State, item: Item, m: RuleModel) -> dict[str, ir.Expr]:
+    """A window rule's measures, type-checked; named ``window.<name>`` in its rule."""
+    assert m.window is not None
+    w, label, level = m.window, item.label, m.level
+    raw = item.raw.get("window")
+    where = raw.where if isinstance(raw, PosDict) else {}
+    at = where.get if where else (lambda _k, _d=item.where("window"): _d)
+
+    def expr(text: str, key: str, expect: t.Type | None = None) -> ir.Expr:
+        return _expr(state, text, level, at(key, item.where("window")), label, f"window.{key}",
+                     expect)
+
+    partition = tuple(expr(x, "partition") for x in w.partition)
+    order = tuple(expr(x, "order") for x in w.order)
+    for e in (*partition, *order):
+        if e.type.kind in ("bool", "list_str", "null"):
+            raise PackError(f"{item.where('window')}: {label}: window keys must be numbers, "
+                            f"dates, timestamps or text, not {e.type}")
+    cond = expr(w.where, "where", t.BOOL) if w.where else None
+    day = expr(w.day, "day", t.DATE) if w.day else None
+    days = expr(w.days, "days", t.INT) if w.days else None
+    if day is not None and order[0] != day:
+        raise PackError(f"{item.where('window')}: {label}: window.day must also be the first "
+                        "order key (the window looks back over days in order)")
+    spec = ir.WindowSpec(level, partition, order, cond, day, days)
+    measures: dict[str, ir.Expr] = {}
+    for name, text in w.measures.items():
+        try:
+            node = parse(text)
+        except ExprError as err:
+            raise _fail(at("measures", item.where()), label, f"window.measures.{name}", text,
+                        err) from None
+        if not isinstance(node, ast.Call) or node.name not in WINDOW_MEASURES:
+            raise PackError(f"{at('measures', item.where())}: {label}: window.measures.{name}: "
+                            f"expected one of {', '.join(f'{f}(...)' for f in WINDOW_MEASURES)}")
+        args = [_expr(state, a, level, at("measures", item.where()), label,
+                      f"window.measures.{name}") for a in _call_arguments(text)]
+        fn = node.name
+        if fn == "count":
+            if len(args) > 1 or (args and args[0].type.kind != "bool"):
+                raise PackError(f"{at('measures', item.where())}: {label}: count() takes an "
+                                "optional condition")
+            measures[name] = ir.Window(spec, fn, None, args[0] if args else None, t.INT)
+            continue
+        if len(args) not in (1, 2) or (len(args) == 2 and args[1].type.kind != "bool"):
+            raise PackError(f"{at('measures', item.where())}: {label}: {fn}() takes a value "
+                            "and an optional condition")
+        value = args[0]
+        if fn == "sum" and not value.type.is_num:
+            raise PackError(f"{at('measures', item.where())}: {label}: sum() needs a number")
+        if fn in ("min", "max") and not (value.type.is_num or value.type.is_temporal):
+            raise PackError(f"{at('measures', item.where())}: {label}: {fn}() needs a number "
+                            "or a date")
+        if days is not None and fn not in ("count", "sum"):
+            raise PackError(f"{at('measures', item.where())}: {label}: with days:, only count() "
+                            "and sum() are supported")
+        measures[name] = ir.Window(spec, fn, value, args[1] if len(args) == 2 else None,
+                                   value.type)
+    return measures
+
+
+def _call_arguments(text: str) -> list[str]:
+    """The source text of each argument of the call ``text`` (``f(a, g(b, c))`` -> a, g(b, c))."""
+    from claims_engine.lang.parser import tokenize
+
+    args: list[str] = []
+    depth, start = 0, -1
+    for tok in tokenize(text):
+        if tok.kind == "op" and tok.text in ("(", "["):
+            depth += 1
+            if depth == 1:
+                start = tok.offset + 1
+        elif tok.kind == "op" and tok.text in (")", "]"):
+            depth -= 1
+            if depth == 0:
+                if text[start:tok.offset].strip():
+                    args.append(text[start:tok.offset])
+                break
+        elif tok.kind == "op" and tok.text == "," and depth == 1:
+            args.append(text[start:tok.offset])
+            start = tok.offset + 1
+    return [a.strip() for a in args]
+
+
 def _rule(state: _State, item: Item, m: RuleModel) -> CompiledRule:
     label = item.label
+    saved = state.scope
+    if m.window is not None:
+        state.scope = replace(state.scope, window=_window(state, item, m))
+    try:
+        return _checked_rule(state, item, m, label)
+    finally:
+        state.scope = saved
+
+
+def _checked_rule(state: _State, item: Item, m: RuleModel, label: str) -> CompiledRule:
     when = _expr(state, m.when, m.level, item.where("when"), label, "when", t.BOOL)
     sets = []
     for target, text in (m.set or {}).items():
@@ -300,7 +398,7 @@ def _message(state: _State, text: str, level: str, where: Where, label: str
             e = Checker(Scope(level, state.scope.claim_fields, state.scope.line_fields,
                               state.scope.params, state.scope.lookups,
                               {n: (lv, x.type) for n, (lv, x) in state.derived.items()},
-                              state.scope.computed)).check(parse(source))
+                              state.scope.computed, state.scope.window)).check(parse(source))
         except ExprError as err:
             raise _fail(where, label, "message", text, ExprError(err.message, j + 1 + err.offset)
                         ) from None

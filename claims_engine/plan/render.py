@@ -46,6 +46,16 @@ def render_expr(e: ir.Expr) -> str:
     if isinstance(e, ir.Aggregate):
         parts = [render_expr(x) for x in (e.value, e.where) if x is not None]
         return f"{e.fn}(lines{''.join(', ' + p for p in parts)})"
+    if isinstance(e, ir.Window):
+        sp = e.spec
+        parts = [f"by {', '.join(render_expr(p) for p in sp.partition)}",
+                 f"order {', '.join(render_expr(o) for o in sp.order)}"]
+        if sp.where is not None:
+            parts.append(f"where {render_expr(sp.where)}")
+        if sp.day is not None and sp.days is not None:
+            parts.append(f"days {render_expr(sp.days)} back from {render_expr(sp.day)}")
+        args = [render_expr(x) for x in (e.value, e.cond) if x is not None]
+        return f"window[{sp.level}; {'; '.join(parts)}].{e.fn}({', '.join(args)})"
     if isinstance(e, ir.Case):
         whens = " ".join(f"when {render_expr(c)} then {render_expr(v)}" for c, v in e.whens)
         return f"case {whens} else {render_expr(e.default)} end:{e.type}"

@@ -220,7 +220,7 @@ def test_sigkill_while_writing_leaves_previous_outputs(
         assert proc.stdout is not None and proc.stderr is not None
         try:
             line = proc.stdout.readline()
-            assert line == "WROTE\n", proc.stderr.read()
+            assert line.startswith("WROTE"), proc.stderr.read()
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=30)
@@ -229,7 +229,7 @@ def test_sigkill_while_writing_leaves_previous_outputs(
     assert _snapshot(out_dir) == previous
     leftovers = _side_dirs(out_dir)
     assert len(leftovers) == 1 and ".staging-" in leftovers[0]
-    assert (out_dir.parent / leftovers[0] / "a.parquet").exists()
+    assert any((out_dir.parent / leftovers[0]).glob("*.parquet"))  # written in parallel
 
     write_outputs(out_dir, _tables("next"), _summary("next"))
 

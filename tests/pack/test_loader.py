@@ -179,7 +179,7 @@ def test_unknown_field_in_when(tmp_path: Path) -> None:
     msg = failure(tmp_path, rule(when="visit_type == 1 and card_noo == 'x'"))
     assert msg == (
         f"{tmp_path / 'r.yaml'}:7:29: rule r.one, when: unknown name 'card_noo'. "
-        "Did you mean 'card_no'?\n"
+        "Did you mean one of 'card_no', 'card_holder'?\n"
         "    visit_type == 1 and card_noo == 'x'\n"
         "                        ^"
     )
@@ -207,7 +207,7 @@ def test_error_positions_in_every_yaml_style(
     msg = failure(tmp_path, rule(when=when))
     assert msg.startswith(
         f"{tmp_path / 'r.yaml'}:{line}:{col}: rule r.one, when: "
-        "unknown name 'card_noo'. Did you mean 'card_no'?"
+        "unknown name 'card_noo'. Did you mean one of 'card_no', 'card_holder'?"
     )
     text = (tmp_path / "r.yaml").read_text().splitlines()[line - 1]
     assert text[col - 1 :].startswith("card_noo")
@@ -265,7 +265,7 @@ def test_error_in_a_message_placeholder(tmp_path: Path) -> None:
     msg = failure(tmp_path, rule(message='"card {card_noo} expired"'))
     assert msg.startswith(
         f"{tmp_path / 'r.yaml'}:8:19: rule r.one, message: unknown name "
-        "'card_noo'. Did you mean 'card_no'?"
+        "'card_noo'. Did you mean one of 'card_no', 'card_holder'?"
     )
     assert msg.endswith("    card {card_noo} expired\n          ^")
 
