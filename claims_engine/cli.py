@@ -200,6 +200,55 @@ def rules_show(pack: Annotated[str, typer.Argument(help="pack folder or bundled 
     sys.stdout.write(compile_pack(pack).describe())
 
 
+@rules_app.command("test")
+def rules_test(
+    pack: Annotated[str, typer.Argument(help="pack folder or bundled name")] = "vn_bhyt",
+    reference: Annotated[
+        Path | None,
+        typer.Option(help="reference data folder (default: the bundled demo reference data)"),
+    ] = None,
+    match: Annotated[
+        str | None, typer.Option("--match", "-k", help="only the tests whose name contains this")
+    ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="print the failures and the count only")
+    ] = False,
+) -> None:
+    """Run a pack's cases (tests/*.yaml) and its rules' inline tests with the engine.
+
+    Exit 1 if a test fails (or none matches), 2 if the pack or a case file is broken.
+    """
+    from rich.text import Text
+
+    from claims_engine.io.reference import load_reference
+    from claims_engine.pack import testing
+
+    suite = testing.load_suite(pack)
+    tables = load_reference(reference or demo_reference_dir()).tables
+    result = testing.run_suite(suite, tables, match)
+    for r in result.results:
+        if r.passed and not quiet:
+            out.print(Text.assemble(("PASS", "green"), f" {r.case.id}"), soft_wrap=True)
+        elif not r.passed:
+            head, _, rest = r.report().partition("\n")
+            out.print(Text.assemble(("FAIL", "bold red"), head[4:]), soft_wrap=True)
+            out.print(rest, markup=False, highlight=False, soft_wrap=True)
+    failed = len(result.failed)
+    inline = sum(1 for r in result.results if r.case.rule is not None)
+    files = len({r.case.where.file for r in result.results if r.case.rule is None})
+    out.print(
+        f"{len(result.results) - failed} passed, {failed} failed: "
+        f"{len(result.results) - inline} cases in {files} files, {inline} inline rule tests "
+        f"(pack {suite.plan.pack_id} {suite.plan.version})",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if not result.results:
+        err.print(f"no tests{f' match {match!r}' if match else ''} in {suite.folder}")
+    if failed or not result.results:
+        raise typer.Exit(1)
+
+
 @app.command()
 def version() -> None:
     """Print the engine version."""
