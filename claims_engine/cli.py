@@ -25,11 +25,13 @@ from rich.table import Table
 from claims_engine import __version__, pipeline
 from claims_engine.adjudicate import Result
 from claims_engine.errors import ClaimsEngineError, ReferenceDataError
+from claims_engine.fixtures.cli import fixtures_app
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Validate and adjudicate health-insurance claims (Vietnam BHYT, QĐ130).")
 rules_app = typer.Typer(no_args_is_help=True, help="Work with rule packs.")
 app.add_typer(rules_app, name="rules")
+app.add_typer(fixtures_app, name="fixtures")
 err = Console(stderr=True, soft_wrap=True)  # paths in messages stay unbroken
 out = Console()
 

@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""Benchmark results as a Markdown table for the README.
+
+Reads benchmarks/results/*.json (`adjudicate-<N>.json` from
+benchmarks/test_adjudicate.py, `duckdb-<N>.json` from benchmarks/test_duckdb.py)
+and prints the machine (nproc, RAM, CPU model of the machine running this
+script) and one row per batch size: seconds per engine stage, end to end,
+lines per second, peak RSS, and the ratios to the DuckDB baseline.
+
+    python scripts/bench_table.py            # print
+    python scripts/bench_table.py --write    # replace the README's block between
+                                             # <!-- bench:start --> and <!-- bench:end -->
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+STAGES = ("read", "evaluate", "adjudicate", "write")
+
+
+def machine() -> str:
+    """`nproc`, RAM and CPU model, from the OS (Linux /proc when present)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    model, ram = "unknown CPU", "unknown RAM"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                ram = f"{int(line.split()[1]) / 1024**2:.0f} GiB RAM"
+                break
+    except OSError:
+        pass
+    return f"{cpus} CPUs (`nproc`), {ram}, {model}"
+
+
+def load(results: Path) -> dict[int, dict[str, Any]]:
+    """Results by batch size: {"adjudicate": {...}, "duckdb": {...}}."""
+    sizes: dict[int, dict[str, Any]] = {}
+    for path in sorted(results.glob("*.json")):
+        m = re.fullmatch(r"(adjudicate|duckdb)-(\d+)\.json", path.name)
+        if not m:
+            continue
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            print(f"warning: {path}: {exc}", file=sys.stderr)
+            continue
+        sizes.setdefault(int(m.group(2)), {})[m.group(1)] = data
+    return sizes
+
+
+def _s(value: Any, digits: int = 2) -> str:
+    return "–" if value is None else f"{float(value):,.{digits}f}"
+
+
+def _row(claims: int, found: dict[str, Any]) -> list[str]:
+    adj, duck = found.get("adjudicate"), found.get("duckdb")
+    eng = (duck or {}).get("engine", {})
+    lines = (adj or duck or {}).get("lines")
+    timings = (adj or {}).get("timings") or eng.get("stage_seconds") or {}
+    total = (adj or {}).get("seconds") or eng.get("wall_seconds")
+    rss = (adj or {}).get("peak_rss_mib") or eng.get("peak_rss_mib")
+    per_second = f"{lines / total:,.0f}" if lines and total else "–"
+    cells = [f"{claims:,}", f"{lines:,}" if lines else "–"]
+    cells += [_s(timings.get(stage)) for stage in STAGES]
+    cells += [_s(total), per_second, _s(rss, 0)]
+    if duck:
+        d = duck.get("duckdb", {})
+        cells += [
+            _s(d.get("query_seconds")),
+            _s(d.get("wall_seconds")),
+            _s(duck.get("ratio_evaluate")),
+            _s(duck.get("ratio_end_to_end")),
+            _agreement(duck),
+        ]
+    else:
+        cells += ["–"] * 5
+    return cells
+
+
+def _agreement(duck: dict[str, Any]) -> str:
+    agreement = duck.get("agreement", {})
+    codes, money = agreement.get("codes", {}), agreement.get("money", {})
+    if not codes:
+        return "–"
+    return (
+        f"codes {codes.get('code_agree', 0):,}/{codes.get('claims', 0):,}, "
+        f"money {money.get('money_agree', 0):,}/{money.get('money_compared', 0):,}"
+    )
+
+
+def table(sizes: dict[int, dict[str, Any]]) -> str:
+    head = [
+        "claims", "lines", "read s", "evaluate s", "adjudicate s", "write s",
+        "end to end s", "lines/s", "peak RSS MiB", "DuckDB query s", "DuckDB end to end s",
+        "engine/DuckDB evaluate", "engine/DuckDB end to end", "agreement (claims)",
+    ]  # fmt: skip
+    out = [
+        f"Machine: {machine()}.",
+        "",
+        "Engine: `claims-engine adjudicate` in a child process, Parquet in, every output "
+        "written; stages from `summary.json` (`evaluate`: rules, lookups and money, the "
+        "batch in memory). DuckDB: the core rules as SQL (benchmarks/duckdb_baseline.py), "
+        "query time with the tables already loaded. A ratio above 1 means the engine is "
+        "slower.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join("---:" for _ in head) + "|",
+    ]
+    for claims in sorted(sizes):
+        found = sizes[claims]
+        adj, duck = found.get("adjudicate"), found.get("duckdb")
+        if adj and duck and adj.get("lines") != duck.get("lines"):
+            # Not the same batch (another generator version): one row each, the
+            # DuckDB row with the engine figures measured beside it.
+            out.append("| " + " | ".join(_row(claims, {"adjudicate": adj})) + " |")
+            out.append("| " + " | ".join(_row(claims, {"duckdb": duck})) + " |")
+        else:
+            out.append("| " + " | ".join(_row(claims, found)) + " |")
+    if not sizes:
+        out.append("| " + " | ".join(["–"] * len(head)) + " |")
+    return "\n".join(out)
+
+
+def write_readme(readme: Path, text: str) -> None:
+    content = readme.read_text()
+    if (
+        content.count(START) != 1
+        or content.count(END) != 1
+        or content.index(START) > content.index(END)
+    ):
+        raise SystemExit(f"error: {readme} needs exactly one {START} ... {END} block")
+    before, rest = content.split(START, 1)
+    _, after = rest.split(END, 1)
+    readme.write_text(f"{before}{START}\n{text}\n{END}{after}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Benchmark results as a Markdown table.")
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    parser.add_argument("--write", action="store_true", help="rewrite the README block")
+    args = parser.parse_args(argv)
+    text = table(load(args.results))
+    if args.write:
+        write_readme(args.readme, text)
+        print(f"{args.readme}: benchmark table rewritten")
+    else:
+        print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

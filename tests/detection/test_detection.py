@@ -1,0 +1,171 @@
+"""The real engine finds exactly the defects the generator injected.
+
+A generated batch (claims with at most one injected defect each, listed in the
+truth table) is written to Parquet, read back and adjudicated by the bundled
+`vn_bhyt` pack against the bundled demo reference data, the way `adjudicate`
+does.  Then, per code (the generator's DEFECT_CODES, every code of the truth and
+every code reported; no list of the pack's codes here):
+
+- recall 100%: every injected (claim_id, code) is in that claim's reason_codes,
+  and a line-level defect is reported on the very line the generator changed;
+- precision 100%: nothing else is reported on a defective claim, and nothing at
+  all on a claim the generator left untouched.
+
+Documented exceptions (`IMPLIED`): none are needed.  A defect's consequences that
+are not extra codes are not exceptions either: a claim-level reject rejects the
+claim's lines, and a rejected line lowers the claim's eligible amount, both
+without a code of their own.  Should a future defect necessarily trigger a second
+code, list it in IMPLIED with the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from claims_engine import engine, pipeline
+from claims_engine.adjudicate import Result
+from claims_engine.cli import demo_reference_dir
+from claims_engine.fixtures.detection import (
+    claim_code_pairs,
+    detection_report,
+    misplaced_line_codes,
+)
+from claims_engine.fixtures.generator import (
+    DEFECT_CODES,
+    GeneratedBatch,
+    generate_batch,
+    write_batch,
+)
+from claims_engine.io.batch import read_batch
+
+N_CLAIMS = 3000
+DEFECT_RATE = 0.2
+SEED = 20260105
+
+# injected code -> codes its defect necessarily triggers as well (with the reason).
+IMPLIED: dict[str, tuple[str, ...]] = {}
+
+
+@pytest.fixture(scope="module")
+def inputs() -> pipeline.Inputs:
+    return pipeline.prepare(demo_reference_dir())
+
+
+def _adjudicate(gb: GeneratedBatch, folder: Path, inputs: pipeline.Inputs) -> Result:
+    write_batch(gb, folder)
+    batch = read_batch(folder, engine.needed_fields(inputs.plan))
+    return pipeline.evaluate(batch, inputs, "detection")
+
+
+def _outcome(result: Result) -> pa.Table:
+    return pa.concat_tables([result.approved, result.rejected, result.flagged])
+
+
+@pytest.fixture(scope="module")
+def run(
+    inputs: pipeline.Inputs, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[GeneratedBatch, Result]]:
+    gb = generate_batch(N_CLAIMS, SEED, inputs.reference, defect_rate=DEFECT_RATE)
+    yield gb, _adjudicate(gb, tmp_path_factory.mktemp("detection"), inputs)
+
+
+def test_every_defect_code_is_injected(run: tuple[GeneratedBatch, Result]) -> None:
+    gb, _ = run
+    injected = set(gb.truth.column("code").to_pylist())
+    assert injected == set(DEFECT_CODES)
+    assert gb.truth.num_rows == round(N_CLAIMS * DEFECT_RATE)
+
+
+def test_recall_and_precision_are_total(run: tuple[GeneratedBatch, Result]) -> None:
+    gb, result = run
+    report = detection_report(gb.truth, _outcome(result), DEFECT_CODES, IMPLIED)
+    assert report.claims == N_CLAIMS
+    assert report.perfect, report.describe()
+    for code, score in report.scores.items():
+        assert score.recall == 1.0, (code, score)
+        assert score.precision == 1.0, (code, score)
+    assert report.clean_hits.num_rows == 0
+    assert report.excused.num_rows == 0  # IMPLIED is empty: nothing may need it
+
+
+def test_line_defects_on_their_line(run: tuple[GeneratedBatch, Result]) -> None:
+    gb, result = run
+    located = gb.truth.filter(pc.is_valid(gb.truth.column("line_no")))
+    assert located.num_rows > 0
+    misplaced = misplaced_line_codes(gb.truth, result.lines)
+    assert misplaced.num_rows == 0, misplaced.slice(0, 10).to_pylist()
+
+
+def test_clean_claims_are_paid_as_declared(run: tuple[GeneratedBatch, Result]) -> None:
+    """Untouched claims are approved, and the engine's fund share is the declared one
+    (the generator declares the amounts of contract section 6)."""
+    gb, result = run
+    defective = pc.unique(gb.truth.column("claim_id"))
+    outcome = _outcome(result)
+    clean = outcome.filter(pc.invert(pc.is_in(outcome.column("claim_id"), value_set=defective)))
+    assert clean.num_rows == N_CLAIMS - len(defective)
+    assert set(clean.column("decision").to_pylist()) == {"approved"}
+    differ = clean.filter(
+        pc.not_equal(clean.column("fund_pays"), clean.column("declared_fund_pays"))
+    )
+    assert differ.num_rows == 0, differ.slice(0, 5).to_pylist()
+
+
+@pytest.mark.parametrize(
+    ("start", "days"),
+    [
+        (date(2020, 12, 15), 40),  # across the 2021-01-01 self-referral cut-over
+        (date(2024, 6, 25), 10),  # across a base-salary change
+        (date(2025, 6, 20), 28),  # across the 2025-07-01 price change and province merger
+    ],
+)
+def test_detection_across_cutovers(
+    inputs: pipeline.Inputs, tmp_path: Path, start: date, days: int
+) -> None:
+    gb = generate_batch(1200, 7, inputs.reference, defect_rate=0.1, start=start, days=days)
+    result = _adjudicate(gb, tmp_path, inputs)
+    report = detection_report(gb.truth, _outcome(result), DEFECT_CODES, IMPLIED)
+    assert report.perfect, report.describe()
+
+
+def test_report_counts_misses_and_false_positives() -> None:
+    """The scoring itself, on a hand-made outcome."""
+    truth = pa.table(
+        {
+            "claim_id": ["a", "b", "c"],
+            "kind": pa.array([None, "drug", None], pa.string()),
+            "line_no": pa.array([None, 2, None], pa.int32()),
+            "code": ["X", "Y", "X"],
+            "detail": ["", "", ""],
+        }
+    )
+    outcome = pa.table(
+        {
+            "claim_id": ["a", "b", "c", "d"],
+            "reason_codes": pa.array([["X"], ["Y", "Z"], [], ["X"]], pa.list_(pa.string())),
+        }
+    )
+    report = detection_report(truth, outcome, ["X", "Y", "W"], {"Y": ["Z"]})
+    assert report.scores["X"].recall == 0.5 and report.scores["X"].precision == 0.5
+    assert report.scores["Y"].recall == 1.0 and report.scores["Y"].excused == 0 + 0
+    assert report.scores["Z"].excused == 1 and report.scores["Z"].false_positives == 0
+    assert report.scores["W"].injected == 0 and report.scores["W"].recall == 1.0
+    assert report.missed.to_pylist() == [{"claim_id": "c", "code": "X"}]
+    assert report.clean_hits.to_pylist() == [{"claim_id": "d", "code": "X"}]
+    assert not report.perfect
+    assert claim_code_pairs(outcome).num_rows == 4
+    lines = pa.table(
+        {
+            "claim_id": ["b"],
+            "kind": ["drug"],
+            "line_no": pa.array([1], pa.int32()),
+            "reason_codes": pa.array([["Y"]], pa.list_(pa.string())),
+        }
+    )
+    assert misplaced_line_codes(truth, lines).column("claim_id").to_pylist() == ["b"]
