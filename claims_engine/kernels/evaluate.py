@@ -13,7 +13,7 @@ fire.  ``least``/``greatest``/``coalesce`` skip nulls.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
@@ -99,6 +99,7 @@ class Evaluator:
         self.history: Evaluator | None = None
         self.active: Array | None = None
         self.windows: dict[ir.WindowSpec, window.Sorted] = {}
+        self.window_codes: dict[tuple[ir.Expr, bool], tuple[Array, int, Array]] = {}
 
     @staticmethod
     def pair(claims: pa.Table, lines: pa.Table, line_claim_row: Array,
@@ -347,15 +348,22 @@ class Evaluator:
     def _n_history(self) -> int:
         return self.history.n if self.history is not None else 0
 
-    def _window_codes(self, e: ir.Expr, ordered: bool) -> tuple[Array, Array]:
-        """int64 codes of ``e`` over [history rows, batch rows] and their validity.
+    def _window_codes(self, e: ir.Expr, ordered: bool) -> tuple[Array, int, Array]:
+        """int64 codes of ``e`` over [history rows, batch rows], their count, validity.
 
-        Equal values get equal codes; with ``ordered`` codes also keep the order.
-        A claim value of a line window is encoded per claim, then spread to lines.
+        Equal values get equal codes in 0..count-1; with ``ordered`` codes also keep
+        the order.  A claim value of a line window is encoded per claim, then spread.
+        Cached: the card-holder windows share most of their keys.
         """
+        key = (e, ordered)
+        if key not in self.window_codes:
+            self.window_codes[key] = self._encode_window_key(e, ordered)
+        return self.window_codes[key]
+
+    def _encode_window_key(self, e: ir.Expr, ordered: bool) -> tuple[Array, int, Array]:
         if self.level == "line" and self.ctx.level_of(e) == "claim":
             assert self.parent is not None and self.to_parent is not None
-            codes, valid = self.parent._window_codes(e, ordered)
+            codes, card, valid = self.parent._window_codes(e, ordered)
             hist_rows = np.zeros(0, dtype=np.int64)
             if self.history is not None:
                 assert self.history.to_parent is not None
@@ -365,24 +373,29 @@ class Evaluator:
                                                        self.to_parent + n_hist_claims, -1)))
             ok = rows >= 0
             safe = np.where(ok, rows, 0)
-            return codes[safe], valid[safe] & ok
+            return codes[safe], card, valid[safe] & ok
         parts = ([self.history.eval(e)] if self.history is not None else []) + [self.eval(e)]
         ns = ([self.history.n] if self.history is not None else []) + [self.n]
+        valid = np.concatenate([V.valid_mask(v, n) for v, n in zip(parts, ns, strict=True)])
         if parts[0].is_arrow:
-            arrays = [V.to_arrow(v, n) for v, n in zip(parts, ns, strict=True)]
-            merged = pa.concat_arrays([a.cast(pa.string()) for a in arrays])
-            valid = np.asarray(merged.is_valid().to_numpy(zero_copy_only=False))
-            if ordered:
-                uniq = pc.unique(merged.drop_null())
-                uniq = uniq.take(pc.sort_indices(uniq))
-            else:
-                uniq = pc.unique(merged.drop_null())
-            codes = lookup._codes(pc.index_in(merged, value_set=uniq))
-            return codes, valid
+            # one hashing pass (a dictionary shared by the chunks); order via the small dictionary
+            arrays = [V.to_arrow(v, n).cast(pa.string()) for v, n in zip(parts, ns, strict=True)]
+            encoded = pc.dictionary_encode(pa.chunked_array(arrays))
+            words = encoded.chunk(0).dictionary if encoded.num_chunks else pa.array([], pa.string())
+            codes = np.concatenate([np.asarray(c.indices.fill_null(0).to_numpy(), dtype=np.int64)
+                                    for c in encoded.chunks])
+            if ordered and len(words) > 1:
+                rank = np.empty(len(words), dtype=np.int64)
+                rank[np.asarray(pc.sort_indices(words))] = np.arange(len(words), dtype=np.int64)
+                codes = rank[codes]
+            return codes, max(len(words), 1), valid
         data = np.concatenate([np.asarray(V.full(v, n)).astype(np.int64)
                                for v, n in zip(parts, ns, strict=True)])
-        valid = np.concatenate([V.valid_mask(v, n) for v, n in zip(parts, ns, strict=True)])
-        return data, valid
+        if not valid.any():
+            return np.zeros(len(data), dtype=np.int64), 1, valid
+        low = int(data[valid].min())
+        high = int(data[valid].max())
+        return np.where(valid, data - low, 0), high - low + 1, valid
 
     def _window_values(self, e: ir.Expr) -> tuple[Array, Array]:
         """Values of ``e`` over [history rows, batch rows] (numbers, dates: int64)."""
@@ -408,20 +421,25 @@ class Evaluator:
     def _window_sorted(self, spec: ir.WindowSpec) -> window.Sorted:
         if spec not in self.windows:
             nh = self._n_history()
-            partition, keyed = [], np.ones(nh + self.n, dtype=bool)
+            n = nh + self.n
+            keyed = np.ones(n, dtype=bool)
+            partition = []
             for p in spec.partition:
-                codes, valid = self._window_codes(p, ordered=False)
-                partition.append(codes)
+                codes, card, valid = self._window_codes(p, ordered=False)
+                partition.append((codes, card))
                 keyed &= valid
-            order = []
+            # history before the batch: the source is the order's first digit
+            order = [(np.concatenate((np.zeros(nh, dtype=np.int64),
+                                      np.ones(self.n, dtype=np.int64))), 2)]
             for o in spec.order:
-                codes, valid = self._window_codes(o, ordered=True)
-                order.append(np.where(valid, codes, np.iinfo(np.int64).min))
+                codes, card, valid = self._window_codes(o, ordered=True)
+                order.append((np.where(valid, codes + 1, 0), card + 1))  # nulls first
             if spec.day is not None:
-                _, day_ok = self._window_values(spec.day)
-                keyed &= day_ok
-            source = np.concatenate((np.zeros(nh, dtype=np.int64), np.ones(self.n, dtype=np.int64)))
-            self.windows[spec] = window.sort_rows(partition, order, source, keyed)
+                keyed &= self._window_valid(spec.day)
+            part_key, _ = window.combine(partition, n)
+            order_key, _ = window.combine(order, n)
+            s = window.sort_rows(part_key, order_key, keyed)
+            self.windows[spec] = replace(s, batch_start=window.batch_starts(s, nh))
         return self.windows[spec]
 
     def _window(self, e: ir.Window) -> Vec:

@@ -32,59 +32,137 @@ class Sorted:
     keyed: Array  # per sorted position: the row has a full (non-null) partition key
 
 
-def sort_rows(partition: list[Array], order: list[Array], source: Array, keyed: Array) -> Sorted:
-    """Sort rows by (partition keys, source, order keys) and find the group bounds.
+MAX_KEY = 1 << 62
 
-    ``partition`` and ``order`` hold int64 codes (order codes preserve order);
-    rows without a full key get a partition of their own (they never match).
+
+def _argsort(key: Array) -> Array:
+    """Indices sorting int64 ``key`` (ties in any order).
+
+    When key and row number fit one int64 together, the row number is packed into
+    the low bits and the values are sorted: several times faster than argsort.
     """
-    n = len(source)
-    unkeyed = np.flatnonzero(~keyed)
-    parts = [p.copy() for p in partition]
-    if len(unkeyed):  # give each unkeyed row a unique, unmatched partition
-        parts.append(np.where(keyed, -1, np.arange(n, dtype=np.int64)))
-    keys = [*reversed(order), source, *reversed(parts)]
-    perm = np.lexsort(keys) if n else np.zeros(0, dtype=np.int64)
-    change_part = np.zeros(n, dtype=bool)
-    change_tie = np.zeros(n, dtype=bool)
-    if n:
-        change_part[0] = True
-        for p in parts:
-            sp = p[perm]
-            change_part[1:] |= sp[1:] != sp[:-1]
-        change_tie[:] = change_part
-        ss = source[perm]
-        change_tie[1:] |= ss[1:] != ss[:-1]
-        for o in order:
-            so = o[perm]
-            change_tie[1:] |= so[1:] != so[:-1]
-    pos = np.arange(n, dtype=np.int64)
-    part_start = np.maximum.accumulate(np.where(change_part, pos, 0)) if n else pos
-    tie_start = np.maximum.accumulate(np.where(change_tie, pos, 0)) if n else pos
-    batch_start = _batch_starts(part_start, source[perm].astype(np.int8))
-    return Sorted(perm, part_start, tie_start, batch_start, keyed[perm])
+    n = len(key)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    low, high = int(key.min()), int(key.max())
+    bits = max(n - 1, 1).bit_length()
+    if (high - low) < (1 << (62 - bits)):
+        packed = ((key - low) << bits) | np.arange(n, dtype=np.int64)
+        packed.sort()
+        return packed & ((1 << bits) - 1)
+    return np.argsort(key)
+
+
+def dense(key: Array) -> tuple[Array, int]:
+    """Dense ranks (0..k-1, order kept) of int64 keys, and k."""
+    n = len(key)
+    if n == 0:
+        return key.astype(np.int64), 0
+    order = _argsort(key)
+    sk = key[order]
+    step = np.empty(n, dtype=np.int64)
+    step[0] = 0
+    step[1:] = sk[1:] != sk[:-1]
+    ranks_sorted = np.cumsum(step)
+    ranks = np.empty(n, dtype=np.int64)
+    ranks[order] = ranks_sorted
+    return ranks, int(ranks_sorted[-1]) + 1
+
+
+def combine(parts: list[tuple[Array, int]], n: int) -> tuple[Array, int]:
+    """One int64 key from (codes, cardinality) parts, most significant first.
+
+    Mixed radix while the key space fits; where it would not, what is combined so
+    far is replaced by its dense ranks (order kept), so any number of keys works.
+    """
+    key = np.zeros(n, dtype=np.int64)
+    size = 1
+    for codes, card in parts:
+        card = max(int(card), 1)
+        if size * card >= MAX_KEY:
+            key, size = dense(key)
+            size = max(size, 1)
+        key = key * card + codes
+        size *= card
+    return key, size
+
+
+def sort_rows(partition: Array, order: Array, keyed: Array) -> Sorted:
+    """Rows grouped by partition key, each group sorted by (order key, row).
+
+    ``partition`` and ``order`` are single non-negative int64 keys (see combine);
+    the order key puts history rows (its top digit) before batch rows.  Rows
+    without a full key get a partition of their own.
+    """
+    n = len(partition)
+    part = np.where(keyed, partition, -1 - np.arange(n, dtype=np.int64))
+    grouped = _argsort(part)
+    perm, part_start, tie_start = _group_sort(grouped, part, order)
+    return Sorted(perm, part_start, tie_start, np.zeros(n, dtype=np.int64), keyed[perm])
 
 
 @numba.njit(cache=True, nogil=True)
-def _batch_starts(part_start: Array, source: Array) -> Array:  # pragma: no cover
+def _group_sort(grouped: Array, part: Array, order: Array) -> tuple[Array, Array, Array]:  # pragma: no cover
+    """Within each run of equal partition keys, sort by (order, row); mark group bounds."""
+    n = grouped.shape[0]
+    perm = grouped.copy()
+    part_start = np.empty(n, dtype=np.int64)
+    tie_start = np.empty(n, dtype=np.int64)
+    a = 0
+    while a < n:
+        b = a + 1
+        while b < n and part[perm[b]] == part[perm[a]]:
+            b += 1
+        m = b - a
+        if m > 1:
+            if m <= 32:  # insertion sort on (order, row): the usual small groups
+                for x in range(a + 1, b):
+                    row = perm[x]
+                    key = order[row]
+                    y = x - 1
+                    while y >= a and (order[perm[y]] > key
+                                      or (order[perm[y]] == key and perm[y] > row)):
+                        perm[y + 1] = perm[y]
+                        y -= 1
+                    perm[y + 1] = row
+            else:
+                seg = np.sort(perm[a:b])  # by row, then a stable sort by order
+                idx = np.argsort(order[seg], kind="mergesort")
+                for x in range(m):
+                    perm[a + x] = seg[idx[x]]
+        for x in range(a, b):
+            part_start[x] = a
+            if x == a or order[perm[x]] != order[perm[x - 1]]:
+                tie_start[x] = x
+            else:
+                tie_start[x] = tie_start[x - 1]
+        a = b
+    return perm, part_start, tie_start
+
+
+@numba.njit(cache=True, nogil=True)
+def _batch_starts(part_start: Array, is_batch: Array) -> Array:  # pragma: no cover
+    """Per sorted position: the first batch position of its partition (or its end)."""
     n = part_start.shape[0]
     out = np.empty(n, dtype=np.int64)
-    # every row of a partition gets the partition's first batch position
     j = 0
     while j < n:
-        k = j
-        first = n
+        k = j + 1
         while k < n and part_start[k] == part_start[j]:
-            if source[k] == 1 and first == n:
-                first = k
             k += 1
-        end = k
-        if first == n:
-            first = end
-        for m in range(j, end):
+        first = k
+        for m in range(j, k):
+            if is_batch[m]:
+                first = m
+                break
+        for m in range(j, k):
             out[m] = first
-        j = end
+        j = k
     return out
+
+
+def batch_starts(s: Sorted, n_history: int) -> Array:
+    return np.asarray(_batch_starts(s.part_start, s.order >= n_history))
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)

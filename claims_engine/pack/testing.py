@@ -18,7 +18,8 @@ Two kinds of test live with a pack:
             - {line_no: 1, decision: paid, codes: [], fund_pays: "17720.00"}
 
   A line expectation names its line by ``line_no`` (and ``kind`` when two lines
-  share a number; ``claim_id`` for an orphan line).
+  share a number; ``claim_id`` for an orphan line).  An optional ``note:`` is
+  printed when the case fails.
 
 * **Inline tests** of a rule (``tests:`` in its rule file): ``given`` overrides the
   claim, ``lines`` is optional as above, and ``expect`` is the list of codes *this*
@@ -843,9 +844,13 @@ def adjudicate_case(
     """Run the case's claim through the reader, the engine and the adjudicator."""
     with tempfile.TemporaryDirectory(prefix="claims-engine-case-") as tmp:
         batch_dir = write_case_batch(case, folder or Path(tmp))
-        result = adjudicate.build(
-            engine.run(plan, read_batch(batch_dir), reference), plan, "rules-test"
-        )
+        try:
+            result = adjudicate.build(
+                engine.run(plan, read_batch(batch_dir), reference), plan, "rules-test"
+            )
+        except ClaimsEngineError as exc:  # e.g. reference data not covering the case's dates
+            what = f"rule {case.rule}, test {case.name}" if case.rule else f"case '{case.name}'"
+            raise CaseError(f"{case.where}: {what}: {exc.message}") from None
     cid = case.claim.get("claim_id")
     row: dict[str, Any] | None = None
     for table in (result.approved, result.rejected, result.flagged):

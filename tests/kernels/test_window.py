@@ -32,10 +32,19 @@ rows_strategy = st.lists(
 
 
 def _sorted(rows: list[Row]) -> window.Sorted:
+    from dataclasses import replace
+
+    n = len(rows)
     cols = list(zip(*rows, strict=True)) if rows else [()] * 8
     arr = [np.asarray(c, dtype=np.int64) for c in cols]
     keyed = np.asarray(cols[4], dtype=bool) if rows else np.zeros(0, dtype=bool)
-    return window.sort_rows([arr[0]], [arr[2], arr[3]], arr[1], keyed)
+    part, _ = window.combine([(arr[0], 4)], n)
+    order, _ = window.combine([(arr[1], 2), (arr[2], 21), (arr[3], 3)], n)
+    s = window.sort_rows(part, order, keyed)
+    # the kernels' "history" is source 0: here rows are not split by source, so give
+    # each sorted position its partition's first source-1 position
+    is_batch = arr[1][s.order] == 1 if n else np.zeros(0, dtype=bool)
+    return replace(s, batch_start=np.asarray(window._batch_starts(s.part_start, is_batch)))
 
 
 @settings(max_examples=200, deadline=None)

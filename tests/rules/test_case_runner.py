@@ -308,3 +308,20 @@ def test_zoned_timestamps_are_converted_by_the_reader(
     (case,) = load_case_file(case_file)
     result = run_case(case, load_suite("vn_bhyt").plan, reference)
     assert result.passed, result.report()
+
+
+def test_reference_data_not_covering_a_case_names_the_case(
+    reference: dict[str, pa.Table], tmp_path: Path
+) -> None:
+    case_file = tmp_path / "old.yaml"
+    case_file.write_text(
+        "- name: before any base salary\n"
+        "  claim: {card_valid_from: 2010-01-01, admitted_at: '2010-03-10 08:00',"
+        " discharged_at: '2010-03-10 11:00'}\n"
+        "  expect: {decision: approved, codes: []}\n"
+    )
+    (case,) = load_case_file(case_file)
+    with pytest.raises(
+        CaseError, match="case 'before any base salary': reference table base_salary"
+    ):
+        run_case(case, load_suite("vn_bhyt").plan, reference)
