@@ -376,6 +376,8 @@ class Evaluator:
             return codes[safe], card, valid[safe] & ok
         parts = ([self.history.eval(e)] if self.history is not None else []) + [self.eval(e)]
         ns = ([self.history.n] if self.history is not None else []) + [self.n]
+        if sum(ns) == 0:
+            return np.zeros(0, dtype=np.int64), 1, np.zeros(0, dtype=bool)
         valid = np.concatenate([V.valid_mask(v, n) for v, n in zip(parts, ns, strict=True)])
         if parts[0].is_arrow:
             # one hashing pass (a dictionary shared by the chunks); order via the small dictionary
