@@ -75,7 +75,11 @@ def _build(node: yaml.Node, path: Path) -> Any:
         lst = PosList(_build(v, path) for v in node.value)
         lst.where, lst.start = [_where(v, path) for v in node.value], _where(node, path)
         return lst
-    return _SCALARS.construct_object(node)  # plain YAML typing (int, date, ...)
+    try:
+        return _SCALARS.construct_object(node)  # plain YAML typing (int, date, ...)
+    except (ValueError, yaml.YAMLError) as exc:  # e.g. a date that does not exist: 2021-02-30
+        w = _where(node, path)
+        raise PackError(f"{w}: {node.value!r} is not a valid value: {exc}") from None
 
 
 def _segments(where: Where, text: str) -> list[tuple[int, int, str]] | None:

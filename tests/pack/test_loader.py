@@ -528,3 +528,9 @@ def test_expression_that_yaml_reads_as_a_number(tmp_path: Path) -> None:
         "rule r.one: when: Input should be a valid string "
         "(YAML read True as a bool: quote the expression)"
     )
+
+
+def test_an_impossible_date_is_a_pack_error_with_its_position(tmp_path: Path) -> None:
+    (tmp_path / "pack.yaml").write_text("id: p\nversion: '1'\nparams:\n  cutover: 2021-02-30\n")
+    with pytest.raises(PackError, match=r"pack.yaml:4:12: '2021-02-30' is not a valid value"):
+        read_pack(tmp_path)
