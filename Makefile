@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/claims-engine demo --out demo-output
+	$(BIN)/claims-engine demo --out demo-output --history demo-history
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

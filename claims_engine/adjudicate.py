@@ -32,6 +32,8 @@ class Result:
     lines: pa.Table
     reasons: pa.Table
     summary: dict[str, Any]
+    claim_decisions: pa.Array  # per input claim row, in input order (for history)
+    line_decisions: pa.Array  # per input line row, in input order
 
     def tables(self) -> dict[str, pa.Table]:
         return {"approved": self.approved, "rejected": self.rejected, "flagged": self.flagged,
@@ -259,7 +261,7 @@ def build(out: Outcome, plan: Plan, batch_id: str) -> Result:
         "timings": {k: round(v, 4) for k, v in out.timings.items()},
     }
     return Result(split["approved"], split["rejected"], split["flagged"], line_out, reasons,
-                  summary)
+                  summary, decision, line_decision)
 
 
 __all__ = ["Result", "build", "money_text"]

@@ -26,12 +26,14 @@ from claims_engine import __version__, pipeline
 from claims_engine.adjudicate import Result
 from claims_engine.errors import ClaimsEngineError, ReferenceDataError
 from claims_engine.fixtures.cli import fixtures_app
+from claims_engine.history.cli import history_app
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Validate and adjudicate health-insurance claims (Vietnam BHYT, QĐ130).")
 rules_app = typer.Typer(no_args_is_help=True, help="Work with rule packs.")
 app.add_typer(rules_app, name="rules")
 app.add_typer(fixtures_app, name="fixtures")
+app.add_typer(history_app, name="history")
 err = Console(stderr=True, soft_wrap=True)  # paths in messages stay unbroken
 out = Console()
 
@@ -94,16 +96,16 @@ def adjudicate(
     out_dir: Annotated[Path, typer.Option("--out", help="output folder (replaced atomically)")],
     reference: Annotated[Path | None, typer.Option(help=f"reference data folder (or ${REFERENCE_ENV})")] = None,
     rules: Annotated[str, typer.Option(help="rule pack folder or bundled pack name")] = "vn_bhyt",
-    history: Annotated[Path | None, typer.Option(help="history store folder")] = None,
+    history: Annotated[Path | None, typer.Option(
+        help="history store folder (Delta Lake): earlier batches for card-holder rules; "
+             "this batch is added after a successful run")] = None,
     batch_id: Annotated[str | None, typer.Option(help="batch id (default: hash of the inputs)")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress or summary")] = False,
 ) -> None:
     """Adjudicate a batch: approved, rejected and flagged claims with reasons and amounts."""
-    if history is not None:
-        raise ClaimsEngineError("--history: the history store is not available in this version")
     with _stages(not quiet and err.is_terminal) as step:
         result = pipeline.adjudicate_batch(batch, out_dir, _reference(reference), rules,
-                                           batch_id, step)
+                                           batch_id, step, history)
     if not quiet:
         out.print(_summary_table(result))
         out.print(f"outputs written to {out_dir}")
@@ -162,6 +164,8 @@ def demo(
     claims: Annotated[int, typer.Option(help="claims in the demo batch")] = 5000,
     seed: Annotated[int, typer.Option(help="random seed of the generator")] = 7,
     defect_rate: Annotated[float, typer.Option(help="share of claims given a defect")] = 0.05,
+    history: Annotated[Path, typer.Option(help="history store the demo runs add to")] = Path(
+        "demo-history"),
 ) -> None:
     """Generate a demo batch and adjudicate it against the bundled demo reference data."""
     from claims_engine.fixtures.generator import generate_batch, write_batch
@@ -172,7 +176,7 @@ def demo(
     batch_dir = Path(tempfile.mkdtemp(prefix="claims-engine-demo-"))
     err.print(f"generating {claims:,} demo claims (seed {seed}) in {batch_dir}")
     write_batch(generate_batch(claims, seed, tables, defect_rate=defect_rate), batch_dir)
-    adjudicate(batch_dir, out_dir, ref_dir, "vn_bhyt", None, None, False)
+    adjudicate(batch_dir, out_dir, ref_dir, "vn_bhyt", history, None, False)
 
 
 def demo_reference_dir() -> Path:

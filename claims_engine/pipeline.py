@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import date, timedelta
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from claims_engine import adjudicate, engine
+from claims_engine import adjudicate, engine, schema
+from claims_engine.history import HistoryStore
 from claims_engine.io.batch import Batch, read_batch
 from claims_engine.io.output import content_hash, output_lock, write_outputs
 from claims_engine.io.reference import load_reference
@@ -50,10 +54,45 @@ def evaluate(batch: Batch, inputs: Inputs, batch_id: str,
     return result
 
 
+def history_since(batch: Batch, plan: Plan) -> date | None:
+    """How far back the card-holder rules look into history: the pack's history_days
+    before the batch's earliest admission (None: the whole history)."""
+    days = dict(plan.params).get("history_days")
+    admitted = batch.claims.column("admitted_at")
+    if days is None or admitted.null_count == len(admitted):
+        return None
+    first = pc.min(admitted).as_py()
+    return (first - timedelta(days=int(days))).date()
+
+
+def card_holders(batch: Batch) -> pa.Array:
+    """The batch's distinct card holders (last 10 characters of card_no)."""
+    cards = batch.claims.column("card_no").drop_null()
+    return pc.unique(pc.utf8_slice_codeunits(cards, start=-schema.CARD_HOLDER_CHARS))
+
+
+def history_rows(batch: Batch, result: adjudicate.Result, outcome: engine.Outcome
+                 ) -> tuple[pa.Table, pa.Table]:
+    """What a run adds to history: claims that are not MALFORMED, their lines, decisions."""
+    keep = ~outcome.intake.malformed
+    claims = batch.claims.append_column("decision", result.claim_decisions).filter(pa.array(keep))
+    row = outcome.intake.line_claim_row
+    line_keep = (row >= 0) & keep[np.maximum(row, 0)]
+    lines = batch.lines.append_column("decision", result.line_decisions).filter(
+        pa.array(line_keep))
+    return claims, lines
+
+
 def adjudicate_batch(batch_path: Path, out_dir: Path, reference_dir: Path,
                      pack: str | Path = "vn_bhyt", batch_id: str | None = None,
-                     progress: Progress = _quiet) -> adjudicate.Result:
-    """The nightly job: every claim of a batch to approved/rejected/flagged files."""
+                     progress: Progress = _quiet, history_dir: Path | None = None
+                     ) -> adjudicate.Result:
+    """The nightly job: every claim of a batch to approved/rejected/flagged files.
+
+    With ``history_dir``, card-holder rules also see earlier batches, and after the
+    outputs are written this batch's rows are committed to history in one
+    transaction (a re-run of the same batch id replaces them).
+    """
     with output_lock(out_dir):  # fail fast if another run writes the same folder
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
@@ -62,15 +101,36 @@ def adjudicate_batch(batch_path: Path, out_dir: Path, reference_dir: Path,
         t1 = time.perf_counter()
         timings["compile+reference"] = t1 - t0
         progress("read")
-        batch = read_batch(batch_path, engine.needed_fields(inputs.plan))
+        # history keeps whole rows, so a run that writes it reads every column
+        needed = None if history_dir is not None else engine.needed_fields(inputs.plan)
+        batch = read_batch(batch_path, needed)
         bid = batch_id or content_hash(batch.files)
         t2 = time.perf_counter()
         timings["read"] = t2 - t1
+        store = past = None
+        if history_dir is not None:
+            progress("history")
+            store = HistoryStore(history_dir)
+            past = store.read(card_holders(batch), history_since(batch, inputs.plan),
+                              exclude_batch=bid,
+                              exclude_claims=batch.claims.select(["claim_id", "facility_id"]))
+            timings["history.read"] = time.perf_counter() - t2
         progress("evaluate")
-        result = evaluate(batch, inputs, bid, progress)
         t3 = time.perf_counter()
+        outcome = engine.run(inputs.plan, batch, inputs.reference, progress,
+                             engine.History(past.claims, past.lines) if past else None)
+        t4 = time.perf_counter()
+        progress("decide")
+        result = adjudicate.build(outcome, inputs.plan, bid)
+        timings["evaluate"] = t4 - t3
+        timings["adjudicate"] = time.perf_counter() - t4
         progress("write")
+        t5 = time.perf_counter()
         result.summary["timings"].update({k: round(v, 4) for k, v in timings.items()})
         write_outputs(out_dir, result.tables(), result.summary)
-        result.summary["timings"]["write"] = round(time.perf_counter() - t3, 4)
+        result.summary["timings"]["write"] = round(time.perf_counter() - t5, 4)
+        if store is not None and past is not None:
+            progress("history")
+            claims, lines = history_rows(batch, result, outcome)
+            store.commit(bid, claims, lines, expected_version=past.version)
         return result

@@ -61,7 +61,12 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, WriterProperties
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
-from deltalake.transaction import AddAction, RemoveAction
+from deltalake.transaction import AddAction
+
+try:  # committing removes from Python came with delta-rs PR 4713 (tested: deltalake 1.6.6)
+    from deltalake.transaction import RemoveAction
+except ImportError:  # pragma: no cover - an older deltalake
+    RemoveAction = None  # type: ignore[assignment,misc]
 
 from claims_engine.errors import ClaimsEngineError, OutputError
 from claims_engine.history.schema import (
@@ -408,6 +413,14 @@ class HistoryStore:
         """
         if not isinstance(batch_id, str) or not batch_id:
             raise ValueError("batch_id must be a non-empty string")
+        if RemoveAction is None:  # pragma: no cover - an older deltalake
+            import deltalake
+
+            raise OutputError(
+                f"cannot write history at {self.path}: deltalake {deltalake.__version__} "
+                "cannot commit file removals from Python; install a newer deltalake "
+                "(1.6.6 is known to work)"
+            )
         started = time.perf_counter()
         committed_at = datetime.now(UTC)
         new_claims, new_lines, orphans = _history_rows(batch_id, claims, lines, committed_at)
@@ -528,7 +541,7 @@ class HistoryStore:
         else:
             candidates.update(range(files.num_rows))
         # 2. resubmissions: history claims with the key of one of this batch's claims
-        replaced = self._resubmitted(table, files, batch_id, new_claims)
+        replaced = self._resubmitted(files, batch_id, new_claims)
         if replaced.num_rows:
             by_path = {unquote(p): i for i, p in enumerate(paths)}
             claim_files = {
@@ -576,15 +589,13 @@ class HistoryStore:
         ) = writer.rewrite(jobs, batch_id, keys)
         return counts
 
-    def _resubmitted(
-        self, table: DeltaTable, files: pa.Table, batch_id: str, new_claims: pa.Table
-    ) -> pa.Table:
+    def _resubmitted(self, files: pa.Table, batch_id: str, new_claims: pa.Table) -> pa.Table:
         """(claim_id, facility_id, batch_id, __filename) of history claims of other batches
         that claims of this batch resubmit.
 
-        Every claim file is read (a resubmission may change the card and dates, so
-        nothing prunes), two key columns only, in steps of about
-        ``_KEY_SCAN_ROWS`` rows each compared with the batch's keys at once.
+        Every claim file is read (a resubmission may change the card and the dates,
+        so no partition can be skipped), key columns only, in steps of about
+        ``_KEY_SCAN_ROWS`` rows, each compared with the batch's keys at once.
         """
         empty = pa.table(
             {
@@ -1046,9 +1057,15 @@ class _Writer:
         return counts[0], counts[1], counts[2], counts[3]
 
     def sync(self) -> None:
-        """fsync the folders of the new files (the files were fsynced when written)."""
+        """fsync the folders of the new files and their parents (files are fsynced when written)."""
+        folders = set()
+        for directory in self._dirs:
+            while directory != self.root and self.root in directory.parents:
+                folders.add(directory)
+                directory = directory.parent
+        folders.add(self.root)
         with ThreadPoolExecutor(max_workers=_THREADS) as pool:
-            list(pool.map(_fsync_dir, sorted(self._dirs)))
+            list(pool.map(_fsync_dir, sorted(folders)))
 
     def keep(self) -> None:
         self._kept = True
