@@ -24,9 +24,22 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def _adjudicate(batch: Path, out: Path) -> dict[str, Any]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     proc = subprocess.run(
-        [sys.executable, "-m", "claims_engine.cli", "adjudicate", str(batch), "--out", str(out),
-         "--reference", str(REFERENCE), "--quiet"],
-        capture_output=True, text=True, check=False)
+        [
+            sys.executable,
+            "-m",
+            "claims_engine.cli",
+            "adjudicate",
+            str(batch),
+            "--out",
+            str(out),
+            "--reference",
+            str(REFERENCE),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     summary: dict[str, Any] = json.loads((out / "summary.json").read_text())
@@ -35,8 +48,7 @@ def _adjudicate(batch: Path, out: Path) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("scale", ["big"])
-def test_adjudicate_end_to_end(benchmark: Any, big_claims: int, tmp_path: Path, scale: str
-                               ) -> None:
+def test_adjudicate_end_to_end(benchmark: Any, big_claims: int, tmp_path: Path, scale: str) -> None:
     batch = batch_folder(big_claims)
     lines = pq.ParquetFile(batch / "lines.parquet").metadata.num_rows
     summary: dict[str, Any] = {}
@@ -45,15 +57,32 @@ def test_adjudicate_end_to_end(benchmark: Any, big_claims: int, tmp_path: Path, 
         summary.update(_adjudicate(batch, tmp_path / "out"))
 
     benchmark.pedantic(once, rounds=1, iterations=1)
-    benchmark.extra_info.update({"claims": big_claims, "lines": lines,
-                                 "peak_rss_mib": summary["peak_rss_mib"],
-                                 "timings": summary["timings"]})
+    benchmark.extra_info.update(
+        {
+            "claims": big_claims,
+            "lines": lines,
+            "peak_rss_mib": summary["peak_rss_mib"],
+            "timings": summary["timings"],
+        }
+    )
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"adjudicate-{big_claims}.json").write_text(json.dumps(
-        {"claims": big_claims, "lines": lines, "seconds": benchmark.stats.stats.max,
-         "peak_rss_mib": summary["peak_rss_mib"], "timings": summary["timings"],
-         "decisions": summary["decisions"], "codes": summary["codes"]}, indent=2))
-    print(f"\n{big_claims:,} claims / {lines:,} lines: {benchmark.stats.stats.max:.2f} s, "
-          f"peak RSS {summary['peak_rss_mib']:.0f} MiB")
+    (RESULTS / f"adjudicate-{big_claims}.json").write_text(
+        json.dumps(
+            {
+                "claims": big_claims,
+                "lines": lines,
+                "seconds": benchmark.stats.stats.max,
+                "peak_rss_mib": summary["peak_rss_mib"],
+                "timings": summary["timings"],
+                "decisions": summary["decisions"],
+                "codes": summary["codes"],
+            },
+            indent=2,
+        )
+    )
+    print(
+        f"\n{big_claims:,} claims / {lines:,} lines: {benchmark.stats.stats.max:.2f} s, "
+        f"peak RSS {summary['peak_rss_mib']:.0f} MiB"
+    )
     for stage, seconds in summary["timings"].items():
         print(f"  {stage:22} {seconds:8.3f} s")

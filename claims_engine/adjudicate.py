@@ -36,8 +36,13 @@ class Result:
     line_decisions: pa.Array  # per input line row, in input order
 
     def tables(self) -> dict[str, pa.Table]:
-        return {"approved": self.approved, "rejected": self.rejected, "flagged": self.flagged,
-                "lines": self.lines, "reasons": self.reasons}
+        return {
+            "approved": self.approved,
+            "rejected": self.rejected,
+            "flagged": self.flagged,
+            "lines": self.lines,
+            "reasons": self.reasons,
+        }
 
 
 def money_text(cents: int) -> str:
@@ -65,9 +70,10 @@ def _code_lists(n: int, rows: list[Array], codes: list[str]) -> pa.Array:
         if len(r):
             bits[r] |= np.uint64(1 << vocabulary.index(c))
     hit = np.flatnonzero(bits)
-    table = ((bits[hit, None] >> np.arange(len(vocabulary), dtype=np.uint64)) & np.uint64(1)
-             ).astype(bool)
-    owner, which = np.nonzero(table)  # row-major: codes in sorted order within a row
+    table = (
+        (bits[hit, None] >> np.arange(len(vocabulary), dtype=np.uint64)) & np.uint64(1)
+    ).astype(bool)
+    _owner, which = np.nonzero(table)  # row-major: codes in sorted order within a row
     counts = np.zeros(n, dtype=np.int32)
     counts[hit] = table.sum(axis=1)
     offsets = np.zeros(n + 1, dtype=np.int32)
@@ -95,8 +101,13 @@ def _claim_order(claim_ids: pa.Array) -> Array | None:
     return np.asarray(pc.sort_indices(claim_ids))
 
 
-def _line_order(out: Outcome, claim_order: Array | None, claim_ids: pa.Array,
-                kinds: pa.Array, line_nos: pa.Array) -> Array | None:
+def _line_order(
+    out: Outcome,
+    claim_order: Array | None,
+    claim_ids: pa.Array,
+    kinds: pa.Array,
+    line_nos: pa.Array,
+) -> Array | None:
     """Lines by (claim_id, kind, line_no), via one integer key when every line has a claim."""
     nl = out.lines.num_rows
     row = out.intake.line_claim_row
@@ -104,8 +115,9 @@ def _line_order(out: Outcome, claim_order: Array | None, claim_ids: pa.Array,
         return None
     if out.intake.orphan.any():  # orphans' ids fall between claims': sort the strings
         table = pa.table({"c": out.lines.column("claim_id"), "k": kinds, "n": line_nos})
-        return np.asarray(pc.sort_indices(table, [("c", "ascending"), ("k", "ascending"),
-                                                  ("n", "ascending")]))
+        return np.asarray(
+            pc.sort_indices(table, [("c", "ascending"), ("k", "ascending"), ("n", "ascending")])
+        )
     rank = np.arange(len(claim_ids), dtype=np.int64)
     if claim_order is not None:
         rank[claim_order] = np.arange(len(claim_ids), dtype=np.int64)
@@ -120,13 +132,13 @@ def _take(table: pa.Table, order: Array | None) -> pa.Table:
     return table if order is None else table.take(pa.array(order))
 
 
-def _reasons(out: Outcome, claim_ids: pa.Array, kinds: pa.Array, line_nos: pa.Array
-             ) -> pa.Table:
+def _reasons(out: Outcome, claim_ids: pa.Array, kinds: pa.Array, line_nos: pa.Array) -> pa.Table:
     parts: list[pa.Table] = []
     intake = out.intake
 
-    def table(level: str, rows: Array, rule_id: str, code: str, severity: str,
-              messages: pa.Array) -> pa.Table:
+    def table(
+        level: str, rows: Array, rule_id: str, code: str, severity: str, messages: pa.Array
+    ) -> pa.Table:
         idx = pa.array(rows, type=pa.int64())
         if level == "claim":
             cid = claim_ids.take(idx)
@@ -135,31 +147,54 @@ def _reasons(out: Outcome, claim_ids: pa.Array, kinds: pa.Array, line_nos: pa.Ar
         else:
             cid, kind, no = claim_ids_of_lines.take(idx), kinds.take(idx), line_nos.take(idx)
         n = len(rows)
-        return pa.table({
-            "claim_id": cid, "kind": kind, "line_no": no,
-            "rule_id": pa.repeat(pa.scalar(rule_id), n).cast(pa.string()),
-            "code": pa.repeat(pa.scalar(code), n).cast(pa.string()),
-            "severity": pa.repeat(pa.scalar(severity), n).cast(pa.string()),
-            "message": messages.cast(pa.string()),
-        }, schema=schema.REASONS_SCHEMA)
+        return pa.table(
+            {
+                "claim_id": cid,
+                "kind": kind,
+                "line_no": no,
+                "rule_id": pa.repeat(pa.scalar(rule_id), n).cast(pa.string()),
+                "code": pa.repeat(pa.scalar(code), n).cast(pa.string()),
+                "severity": pa.repeat(pa.scalar(severity), n).cast(pa.string()),
+                "message": messages.cast(pa.string()),
+            },
+            schema=schema.REASONS_SCHEMA,
+        )
 
     claim_ids_of_lines = columns.array(out.lines, "claim_id")
     bad = np.flatnonzero(intake.malformed)
-    parts.append(table("claim", bad, "intake.malformed", schema.MALFORMED, "reject",
-                       intake.malformed_message.take(pa.array(bad, type=pa.int64()))))
+    parts.append(
+        table(
+            "claim",
+            bad,
+            "intake.malformed",
+            schema.MALFORMED,
+            "reject",
+            intake.malformed_message.take(pa.array(bad, type=pa.int64())),
+        )
+    )
     orphans = np.flatnonzero(intake.orphan)
     orphan_msg = pc.binary_join_element_wise(
-        pa.scalar("claim_id "), claim_ids_of_lines.take(pa.array(orphans, type=pa.int64()))
-        .fill_null("null"), pa.scalar(" matches no claim row"), "")
-    parts.append(table("line", orphans, "intake.orphan_line", schema.ORPHAN_LINE, "reject",
-                       orphan_msg))
+        pa.scalar("claim_id "),
+        claim_ids_of_lines.take(pa.array(orphans, type=pa.int64())).fill_null("null"),
+        pa.scalar(" matches no claim row"),
+        "",
+    )
+    parts.append(
+        table("line", orphans, "intake.orphan_line", schema.ORPHAN_LINE, "reject", orphan_msg)
+    )
     for h in out.hits:
         if len(h.rows):
             parts.append(table(h.level, h.rows, h.rule_id, h.code, h.severity, h.messages))
     reasons = pa.concat_tables(parts)
     if reasons.num_rows:
-        reasons = reasons.sort_by([("claim_id", "ascending"), ("kind", "ascending"),
-                                   ("line_no", "ascending"), ("rule_id", "ascending")])
+        reasons = reasons.sort_by(
+            [
+                ("claim_id", "ascending"),
+                ("kind", "ascending"),
+                ("line_no", "ascending"),
+                ("rule_id", "ascending"),
+            ]
+        )
     return reasons
 
 
@@ -167,7 +202,7 @@ def build(out: Outcome, plan: Plan, batch_id: str) -> Result:
     claims, lines = out.claims, out.lines
     nc, nl = claims.num_rows, lines.num_rows
     row = out.intake.line_claim_row
-    safe_row = np.maximum(row, 0)
+    np.maximum(row, 0)
     claim_ids = columns.array(claims, "claim_id")
     kinds = columns.array(lines, "kind")
     line_nos = columns.array(lines, "line_no")
@@ -211,57 +246,78 @@ def build(out: Outcome, plan: Plan, batch_id: str) -> Result:
     rate = out.claim_benefit_rate
     rate_arr = V.to_arrow(rate, nc) if rate is not None else pa.nulls(nc, pa.decimal128(18, 2))
     if rate is not None:
-        rate_arr = pc.if_else(pa.array(out.claim_rejected), pa.scalar(None, rate_arr.type),
-                              rate_arr)
+        rate_arr = pc.if_else(
+            pa.array(out.claim_rejected), pa.scalar(None, rate_arr.type), rate_arr
+        )
 
-    claim_out = pa.table({
-        "claim_id": claim_ids,
-        "card_no": columns.array(claims, "card_no"),
-        "facility_id": columns.array(claims, "facility_id"),
-        "decision": decision,
-        "reason_codes": claim_reason_codes,
-        "requested": _money(requested),
-        "eligible": _money(out.claim_eligible),
-        "fund_pays": _money(out.claim_fund),
-        "patient_pays": _money(claim_patient),
-        "declared_fund_pays": columns.array(claims, "fund_pays"),
-        "benefit_rate": rate_arr,
-    })
+    claim_out = pa.table(
+        {
+            "claim_id": claim_ids,
+            "card_no": columns.array(claims, "card_no"),
+            "facility_id": columns.array(claims, "facility_id"),
+            "decision": decision,
+            "reason_codes": claim_reason_codes,
+            "requested": _money(requested),
+            "eligible": _money(out.claim_eligible),
+            "fund_pays": _money(out.claim_fund),
+            "patient_pays": _money(claim_patient),
+            "declared_fund_pays": columns.array(claims, "fund_pays"),
+            "benefit_rate": rate_arr,
+        }
+    )
     claim_order = _claim_order(claim_ids)
     claim_out = _take(claim_out, claim_order)
-    line_out = pa.table({
-        "claim_id": columns.array(lines, "claim_id"),
-        "kind": kinds,
-        "line_no": line_nos,
-        "decision": line_decision,
-        "reason_codes": line_reason_codes,
-        "eligible": _money(out.line_eligible),
-        "fund_pays": _money(out.line_fund),
-        "patient_pays": _money(line_patient, amount_ok if not amount_ok.all() else None),
-    })
+    line_out = pa.table(
+        {
+            "claim_id": columns.array(lines, "claim_id"),
+            "kind": kinds,
+            "line_no": line_nos,
+            "decision": line_decision,
+            "reason_codes": line_reason_codes,
+            "eligible": _money(out.line_eligible),
+            "fund_pays": _money(out.line_fund),
+            "patient_pays": _money(line_patient, amount_ok if not amount_ok.all() else None),
+        }
+    )
     line_out = _take(line_out, _line_order(out, claim_order, claim_ids, kinds, line_nos))
     reasons = _reasons(out, claim_ids, kinds, line_nos)
 
     by_decision = {}
     for i, name in enumerate(schema.DECISIONS):
         mask = claim_code == i
-        by_decision[name] = {"claims": int(mask.sum()),
-                             "fund_pays": money_text(int(out.claim_fund[mask].sum()))}
-    split = {name: claim_out.filter(pc.equal(claim_out.column("decision"), name))
-             for name in schema.DECISIONS}
+        by_decision[name] = {
+            "claims": int(mask.sum()),
+            "fund_pays": money_text(int(out.claim_fund[mask].sum())),
+        }
+    split = {
+        name: claim_out.filter(pc.equal(claim_out.column("decision"), name))
+        for name in schema.DECISIONS
+    }
     summary: dict[str, Any] = {
         "batch_id": batch_id,
         "pack": {"id": plan.pack_id, "version": plan.version, "hash": plan.pack_hash},
         "engine_version": __version__,
         "input": {"claims": nc, "lines": nl},
         "decisions": by_decision,
-        "lines": {name: int(n) for name, n in zip(
-            schema.LINE_DECISIONS, np.bincount(line_code, minlength=3), strict=True)},
+        "lines": {
+            name: int(n)
+            for name, n in zip(
+                schema.LINE_DECISIONS, np.bincount(line_code, minlength=3), strict=True
+            )
+        },
         "codes": {c: n for c, n in sorted(code_hits.items()) if n},
         "timings": {k: round(v, 4) for k, v in out.timings.items()},
     }
-    return Result(split["approved"], split["rejected"], split["flagged"], line_out, reasons,
-                  summary, decision, line_decision)
+    return Result(
+        split["approved"],
+        split["rejected"],
+        split["flagged"],
+        line_out,
+        reasons,
+        summary,
+        decision,
+        line_decision,
+    )
 
 
 __all__ = ["Result", "build", "money_text"]

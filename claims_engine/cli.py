@@ -28,8 +28,12 @@ from claims_engine.errors import ClaimsEngineError, ReferenceDataError
 from claims_engine.fixtures.cli import fixtures_app
 from claims_engine.history.cli import history_app
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
-                  help="Validate and adjudicate health-insurance claims (Vietnam BHYT, QĐ130).")
+app = typer.Typer(
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    no_args_is_help=True,
+    help="Validate and adjudicate health-insurance claims (Vietnam BHYT, QĐ130).",
+)
 rules_app = typer.Typer(no_args_is_help=True, help="Work with rule packs.")
 app.add_typer(rules_app, name="rules")
 app.add_typer(fixtures_app, name="fixtures")
@@ -49,7 +53,8 @@ def _reference(option: Path | None) -> Path:
         return Path(env)
     raise ReferenceDataError(
         f"no reference data: give --reference DIR or set {REFERENCE_ENV} "
-        "(there is no default, so a nightly run can never use demo prices)")
+        "(there is no default, so a nightly run can never use demo prices)"
+    )
 
 
 @contextmanager
@@ -58,8 +63,13 @@ def _stages(enabled: bool) -> Iterator[pipeline.Progress]:
     if not enabled:
         yield lambda _: None
         return
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                  console=err, transient=False) as bar:
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    ) as bar:
         current: list[Any] = []
 
         def step(name: str) -> None:
@@ -94,18 +104,27 @@ def _summary_table(result: Result) -> Table:
 def adjudicate(
     batch: Annotated[Path, typer.Argument(help="batch folder (claims + lines files)")],
     out_dir: Annotated[Path, typer.Option("--out", help="output folder (replaced atomically)")],
-    reference: Annotated[Path | None, typer.Option(help=f"reference data folder (or ${REFERENCE_ENV})")] = None,
+    reference: Annotated[
+        Path | None, typer.Option(help=f"reference data folder (or ${REFERENCE_ENV})")
+    ] = None,
     rules: Annotated[str, typer.Option(help="rule pack folder or bundled pack name")] = "vn_bhyt",
-    history: Annotated[Path | None, typer.Option(
-        help="history store folder (Delta Lake): earlier batches for card-holder rules; "
-             "this batch is added after a successful run")] = None,
-    batch_id: Annotated[str | None, typer.Option(help="batch id (default: hash of the inputs)")] = None,
+    history: Annotated[
+        Path | None,
+        typer.Option(
+            help="history store folder (Delta Lake): earlier batches for card-holder rules; "
+            "this batch is added after a successful run"
+        ),
+    ] = None,
+    batch_id: Annotated[
+        str | None, typer.Option(help="batch id (default: hash of the inputs)")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress or summary")] = False,
 ) -> None:
     """Adjudicate a batch: approved, rejected and flagged claims with reasons and amounts."""
     with _stages(not quiet and err.is_terminal) as step:
-        result = pipeline.adjudicate_batch(batch, out_dir, _reference(reference), rules,
-                                           batch_id, step, history)
+        result = pipeline.adjudicate_batch(
+            batch, out_dir, _reference(reference), rules, batch_id, step, history
+        )
     if not quiet:
         out.print(_summary_table(result))
         out.print(f"outputs written to {out_dir}")
@@ -114,11 +133,16 @@ def adjudicate(
 @app.command()
 def check(
     file: Annotated[Path, typer.Argument(help="a batch folder to pre-validate")],
-    reference: Annotated[Path | None, typer.Option(help=f"reference data folder (or ${REFERENCE_ENV})")] = None,
+    reference: Annotated[
+        Path | None, typer.Option(help=f"reference data folder (or ${REFERENCE_ENV})")
+    ] = None,
     rules: Annotated[str, typer.Option(help="rule pack folder or bundled pack name")] = "vn_bhyt",
     fmt: Annotated[str, typer.Option("--format", help="text or json")] = "text",
 ) -> None:
-    """Pre-validate a submission: the same verdicts, nothing written. Exit 1 if any claim is not approved."""
+    """Pre-validate a submission: the same verdicts, nothing written.
+
+    Exit 1 if any claim would not be approved.
+    """
     if fmt not in ("text", "json"):
         raise ClaimsEngineError(f"--format: expected 'text' or 'json', got '{fmt}'")
     from claims_engine.io.batch import read_batch
@@ -127,8 +151,11 @@ def check(
     inputs = pipeline.prepare(_reference(reference), rules)
     batch = read_batch(file)
     result = pipeline.evaluate(batch, inputs, content_hash(batch.files))
-    claims = [*result.rejected.to_pylist(), *result.flagged.to_pylist(),
-              *result.approved.to_pylist()]
+    claims = [
+        *result.rejected.to_pylist(),
+        *result.flagged.to_pylist(),
+        *result.approved.to_pylist(),
+    ]
     reasons = result.reasons.to_pylist()
     by_claim: dict[str, list[dict[str, Any]]] = {}
     for r in reasons:
@@ -136,23 +163,35 @@ def check(
     if fmt == "json":
         report = {
             "summary": {k: v for k, v in result.summary.items() if k != "timings"},
-            "claims": [{
-                "claim_id": c["claim_id"], "decision": c["decision"],
-                "reason_codes": c["reason_codes"], "fund_pays": str(c["fund_pays"]),
-                "reasons": [{k: r[k] for k in ("kind", "line_no", "code", "severity", "message")}
-                            for r in by_claim.get(c["claim_id"], [])],
-            } for c in sorted(claims, key=lambda c: c["claim_id"] or "")],
+            "claims": [
+                {
+                    "claim_id": c["claim_id"],
+                    "decision": c["decision"],
+                    "reason_codes": c["reason_codes"],
+                    "fund_pays": str(c["fund_pays"]),
+                    "reasons": [
+                        {k: r[k] for k in ("kind", "line_no", "code", "severity", "message")}
+                        for r in by_claim.get(c["claim_id"], [])
+                    ],
+                }
+                for c in sorted(claims, key=lambda c: c["claim_id"] or "")
+            ],
         }
         sys.stdout.write(json.dumps(report, ensure_ascii=False, indent=2) + "\n")
     else:
         for c in sorted(claims, key=lambda c: c["claim_id"] or ""):
             colour = {"approved": "green", "flagged": "yellow", "rejected": "red"}[c["decision"]]
-            out.print(f"[{colour}]{c['decision'].upper():9}[/] {c['claim_id']}  fund pays "
-                      f"{c['fund_pays']}")
+            out.print(
+                f"[{colour}]{c['decision'].upper():9}[/] {c['claim_id']}  fund pays "
+                f"{c['fund_pays']}"
+            )
             for r in by_claim.get(c["claim_id"], []):
                 where = f"{r['kind']} #{r['line_no']}" if r["line_no"] is not None else "claim"
-                out.print(f"    {r['severity']:6} {r['code']:24} {where:14} {r['message']}",
-                          markup=False, highlight=False)
+                out.print(
+                    f"    {r['severity']:6} {r['code']:24} {where:14} {r['message']}",
+                    markup=False,
+                    highlight=False,
+                )
         out.print(_summary_table(result))
     if any(c["decision"] != "approved" for c in claims):
         raise typer.Exit(1)
@@ -165,7 +204,8 @@ def demo(
     seed: Annotated[int, typer.Option(help="random seed of the generator")] = 7,
     defect_rate: Annotated[float, typer.Option(help="share of claims given a defect")] = 0.05,
     history: Annotated[Path, typer.Option(help="history store the demo runs add to")] = Path(
-        "demo-history"),
+        "demo-history"
+    ),
 ) -> None:
     """Generate a demo batch and adjudicate it against the bundled demo reference data."""
     from claims_engine.fixtures.generator import generate_batch, write_batch
@@ -181,25 +221,33 @@ def demo(
 
 def demo_reference_dir() -> Path:
     here = Path(__file__).resolve().parent
-    for candidate in (here / "_bundled" / "fixtures" / "reference",
-                      here.parent / "fixtures" / "reference"):
+    for candidate in (
+        here / "_bundled" / "fixtures" / "reference",
+        here.parent / "fixtures" / "reference",
+    ):
         if candidate.is_dir():
             return candidate
     raise ReferenceDataError("the bundled demo reference data is missing from this installation")
 
 
 @rules_app.command("check")
-def rules_check(pack: Annotated[str, typer.Argument(help="pack folder or bundled name")] = "vn_bhyt") -> None:
+def rules_check(
+    pack: Annotated[str, typer.Argument(help="pack folder or bundled name")] = "vn_bhyt",
+) -> None:
     """Load and type-check a pack; exit 2 with file, line and rule on the first problem."""
     from claims_engine.plan.compiler import compile_pack
 
     plan = compile_pack(pack)
-    out.print(f"pack {plan.pack_id} {plan.version}: {len(plan.rules)} rules, "
-              f"{len(plan.derived)} named values, {len(plan.lookups)} lookups, hash {plan.pack_hash}")
+    out.print(
+        f"pack {plan.pack_id} {plan.version}: {len(plan.rules)} rules, "
+        f"{len(plan.derived)} named values, {len(plan.lookups)} lookups, hash {plan.pack_hash}"
+    )
 
 
 @rules_app.command("show")
-def rules_show(pack: Annotated[str, typer.Argument(help="pack folder or bundled name")] = "vn_bhyt") -> None:
+def rules_show(
+    pack: Annotated[str, typer.Argument(help="pack folder or bundled name")] = "vn_bhyt",
+) -> None:
     """Print the compiled plan: every rule's typed condition, stage and message."""
     from claims_engine.plan.compiler import compile_pack
 
@@ -287,8 +335,10 @@ def run(argv: list[str] | None = None) -> int:
         # anything else is a bug: say so plainly; the traceback only on request
         if os.environ.get("CLAIMS_ENGINE_DEBUG"):
             raise
-        err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc} "
-                  "(set CLAIMS_ENGINE_DEBUG=1 for a traceback, and please report it)")
+        err.print(
+            f"[bold red]internal error:[/] {type(exc).__name__}: {exc} "
+            "(set CLAIMS_ENGINE_DEBUG=1 for a traceback, and please report it)"
+        )
         return EXIT_INTERNAL
 
 

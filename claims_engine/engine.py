@@ -96,8 +96,9 @@ class History:
 
 def _pair_keys(table: pa.Table) -> pa.Array:
     """claim_id and facility_id as one key (a claim is identified by both across batches)."""
-    return pc.binary_join_element_wise(columns.array(table, "claim_id"),
-                                       columns.array(table, "facility_id"), "\x1f")
+    return pc.binary_join_element_wise(
+        columns.array(table, "claim_id"), columns.array(table, "facility_id"), "\x1f"
+    )
 
 
 def _line_pair_keys(history: History) -> pa.Array:
@@ -116,41 +117,54 @@ def drop_resubmitted(history: History, batch_claims: pa.Table) -> History:
         return history
     resubmitted = pc.is_in(_pair_keys(history.claims), value_set=_pair_keys(batch_claims))
     keep_claims = pc.invert(resubmitted.fill_null(False))
-    keep_lines = pc.invert(pc.is_in(_line_pair_keys(history),
-                                    value_set=_pair_keys(history.claims.filter(resubmitted)))
-                           .fill_null(False))
+    keep_lines = pc.invert(
+        pc.is_in(
+            _line_pair_keys(history), value_set=_pair_keys(history.claims.filter(resubmitted))
+        ).fill_null(False)
+    )
     return History(history.claims.filter(keep_claims), history.lines.filter(keep_lines))
 
 
 class _Run:
-    def __init__(self, plan: Plan, batch: Batch, reference: dict[str, pa.Table],
-                 progress: Progress, history: History | None = None) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        batch: Batch,
+        reference: dict[str, pa.Table],
+        progress: Progress,
+        history: History | None = None,
+    ) -> None:
         self.plan = plan
         self.claims, self.lines = batch.claims, batch.lines
         self.progress = progress
         self.timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        self.intake = check_structure(batch.claims, batch.lines, batch.claim_errors,
-                                      batch.line_errors)
+        self.intake = check_structure(
+            batch.claims, batch.lines, batch.claim_errors, batch.line_errors
+        )
         self.timings["intake"] = time.perf_counter() - t0
         ctx = evaluate.Context(plan.derived, plan.lookups, reference, plan.cacheable)
         self.ctx = ctx
-        self.cev, self.lev = evaluate.Evaluator.pair(batch.claims, batch.lines,
-                                                     self.intake.line_claim_row, ctx)
+        self.cev, self.lev = evaluate.Evaluator.pair(
+            batch.claims, batch.lines, self.intake.line_claim_row, ctx
+        )
         self.nc, self.nl = batch.claims.num_rows, batch.lines.num_rows
         self.claim_ok = ~self.intake.malformed
         row = self.intake.line_claim_row
-        self.line_ok = (row >= 0) & self.claim_ok[np.maximum(row, 0)] if self.nl else \
-            np.zeros(0, dtype=bool)
+        self.line_ok = (
+            (row >= 0) & self.claim_ok[np.maximum(row, 0)] if self.nl else np.zeros(0, dtype=bool)
+        )
         # window rules count every claim and line that is not MALFORMED, and history
         self.cev.active, self.lev.active = self.claim_ok, self.line_ok
         if history is not None:
             history = drop_resubmitted(history, batch.claims)
-            line_rows = pc.index_in(_line_pair_keys(history),
-                                    value_set=_pair_keys(history.claims))
-            hc, hl = evaluate.Evaluator.pair(history.claims, history.lines,
-                                             np.asarray(line_rows.fill_null(-1).to_numpy(),
-                                                        dtype=np.int64), ctx)
+            line_rows = pc.index_in(_line_pair_keys(history), value_set=_pair_keys(history.claims))
+            hc, hl = evaluate.Evaluator.pair(
+                history.claims,
+                history.lines,
+                np.asarray(line_rows.fill_null(-1).to_numpy(), dtype=np.int64),
+                ctx,
+            )
             self.cev.history, self.lev.history = hc, hl
         self.hits: list[RuleHits] = []
         self.effective: dict[str, Vec] = {}
@@ -174,8 +188,9 @@ class _Run:
             ok &= d <= (rule.effective_to - epoch).days
         return ok
 
-    def run_rules(self, rules: tuple[CompiledRule, ...], claim_mask: Array,
-                  line_mask: Array) -> list[tuple[CompiledRule, Array]]:
+    def run_rules(
+        self, rules: tuple[CompiledRule, ...], claim_mask: Array, line_mask: Array
+    ) -> list[tuple[CompiledRule, Array]]:
         fired = []
         for rule in rules:
             ev = self.ev(rule.level)
@@ -185,8 +200,16 @@ class _Run:
             if window is not None:
                 hit &= window
             rows = np.flatnonzero(hit)
-            self.hits.append(RuleHits(rule.id, rule.code, rule.severity, rule.level, rows,
-                                      render(rule.message, ev, rows)))
+            self.hits.append(
+                RuleHits(
+                    rule.id,
+                    rule.code,
+                    rule.severity,
+                    rule.level,
+                    rows,
+                    render(rule.message, ev, rows),
+                )
+            )
             fired.append((rule, hit))
         return fired
 
@@ -197,8 +220,11 @@ class _Run:
                 cur = self.effective[target]
                 scale = max(cur.type.scale, new.type.scale)
                 use = hit & V.valid_mask(new, self.nl)  # a null replacement keeps the declared
-                data = np.where(use, V.rescale(V.full(new, self.nl), new.type.scale, scale),
-                                V.rescale(V.full(cur, self.nl), cur.type.scale, scale))
+                data = np.where(
+                    use,
+                    V.rescale(V.full(new, self.nl), new.type.scale, scale),
+                    V.rescale(V.full(cur, self.nl), cur.type.scale, scale),
+                )
                 self.effective[target] = Vec(t.num(scale), data, cur.valid)
 
     def check_required_lookups(self) -> None:
@@ -217,7 +243,8 @@ class _Run:
                 raise ReferenceDataError(
                     f"reference table {tables} has no row in force on {day} (lookup "
                     f"'{lk.name}', needed by {int(missing.sum())} "
-                    f"{'claims' if lk.level == 'claim' else 'lines'})")
+                    f"{'claims' if lk.level == 'claim' else 'lines'})"
+                )
 
     # --- the run ----------------------------------------------------------------
     def run(self) -> Outcome:
@@ -246,8 +273,9 @@ class _Run:
         # money inputs, with input-stage adjustments
         t1 = time.perf_counter()
         for name in MONEY_INPUTS:
-            self.effective[name] = self.lev.eval(ir.Field("line", name, t.from_arrow(
-                schema.LINE_COLUMN_BY_NAME[name].type)))
+            self.effective[name] = self.lev.eval(
+                ir.Field("line", name, t.from_arrow(schema.LINE_COLUMN_BY_NAME[name].type))
+            )
         self.apply_sets(fired)
         eligible = self._eligible(line_rejected)
         claim_eligible = groups.group_sum(row, eligible, ~line_rejected, self.nc)
@@ -261,8 +289,7 @@ class _Run:
         t2 = time.perf_counter()
         payable_claims = ~claim_reject
         payable_lines = ~line_rejected
-        fired_b = self.run_rules(self.plan.rules_at(STAGE_ELIGIBLE), payable_claims,
-                                 payable_lines)
+        fired_b = self.run_rules(self.plan.rules_at(STAGE_ELIGIBLE), payable_claims, payable_lines)
         self.apply_sets(fired_b)
         br = self.effective["benefit_rate"]
         fund = money.fund_share(eligible, (np.asarray(V.full(br, self.nl)), br.type.scale))
@@ -284,12 +311,27 @@ class _Run:
                     flag_claim |= hit
                 else:
                     flag_claim |= groups.group_count(row, hit, self.nc) > 0
-        rate = self.cev.eval(ir.Derived("benefit.rate", t.num(2))) \
-            if "benefit.rate" in self.plan.derived else None
+        rate = (
+            self.cev.eval(ir.Derived("benefit.rate", t.num(2)))
+            if "benefit.rate" in self.plan.derived
+            else None
+        )
         return Outcome(
-            self.claims, self.lines, self.intake, self.hits, claim_reject,
-            flag_claim & ~claim_reject, line_rejected, adjusted & ~line_rejected, eligible, fund,
-            V.narrow(claim_eligible), V.narrow(claim_fund), rate, self.timings)
+            self.claims,
+            self.lines,
+            self.intake,
+            self.hits,
+            claim_reject,
+            flag_claim & ~claim_reject,
+            line_rejected,
+            adjusted & ~line_rejected,
+            eligible,
+            fund,
+            V.narrow(claim_eligible),
+            V.narrow(claim_fund),
+            rate,
+            self.timings,
+        )
 
     def _release(self, keep: tuple[str, ...]) -> None:
         """Drop cached intermediate columns (lookup matches stay: they are reused)."""
@@ -302,15 +344,21 @@ class _Run:
         q, up = self.effective["quantity"], self.effective["unit_price"]
         sr, cr = self.effective["service_rate"], self.effective["coverage_rate"]
         out = money.line_eligible(
-            *[(np.asarray(V.full(v, n)), v.type.scale) for v in (q, up, sr, cr)])
+            *[(np.asarray(V.full(v, n)), v.type.scale) for v in (q, up, sr, cr)]
+        )
         ok = ~rejected
         for v in (q, up, sr, cr):
             ok &= V.valid_mask(v, n)
         return np.asarray(np.where(ok, out, 0))
 
 
-def run(plan: Plan, batch: Batch, reference: dict[str, pa.Table],
-        progress: Progress = _noop, history: History | None = None) -> Outcome:
+def run(
+    plan: Plan,
+    batch: Batch,
+    reference: dict[str, pa.Table],
+    progress: Progress = _noop,
+    history: History | None = None,
+) -> Outcome:
     """Evaluate ``plan`` on ``batch`` against reference tables (and earlier batches)."""
     return _Run(plan, batch, reference, progress, history).run()
 

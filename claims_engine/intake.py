@@ -36,8 +36,9 @@ def _join(*parts: pa.Array) -> pa.Array:
     return out
 
 
-def check_structure(claims: pa.Table, lines: pa.Table, claim_errors: pa.Array,
-                    line_errors: pa.Array) -> Intake:
+def check_structure(
+    claims: pa.Table, lines: pa.Table, claim_errors: pa.Array, line_errors: pa.Array
+) -> Intake:
     n_claims = claims.num_rows
     claim_ids = columns.array(claims, "claim_id")
     line_ids = columns.array(lines, "claim_id")
@@ -69,8 +70,13 @@ def check_structure(claims: pa.Table, lines: pa.Table, claim_errors: pa.Array,
         kinds = columns.array(lines, "kind")
         nos = columns.array(lines, "line_no").cast(pa.string())
         dup_msg = pc.binary_join_element_wise(
-            pa.scalar("line "), kinds.fill_null("?"), pa.scalar(" #"), nos.fill_null("?"),
-            pa.scalar(": line_no repeats within (claim_id, kind)"), "")
+            pa.scalar("line "),
+            kinds.fill_null("?"),
+            pa.scalar(" #"),
+            nos.fill_null("?"),
+            pa.scalar(": line_no repeats within (claim_id, kind)"),
+            "",
+        )
         dup_msg = pc.if_else(pa.array(dup_line), dup_msg, pa.nulls(len(dup_line), pa.string()))
         line_msg = _join(line_errors, dup_msg)
     per_claim = np.full(n_claims, -1, dtype=np.int64)
@@ -87,10 +93,14 @@ def check_structure(claims: pa.Table, lines: pa.Table, claim_errors: pa.Array,
     if has_bad_line.any():
         taken = line_msg.take(pa.array(np.where(has_bad_line, per_claim, 0)))
         more = pc.binary_join_element_wise(
-            pa.scalar(" (and "), pa.array(bad_count - 1).cast(pa.string()),
-            pa.scalar(" more bad lines)"), "")
-        taken = pc.if_else(pa.array(bad_count > 1),
-                           pc.binary_join_element_wise(taken, more, ""), taken)
+            pa.scalar(" (and "),
+            pa.array(bad_count - 1).cast(pa.string()),
+            pa.scalar(" more bad lines)"),
+            "",
+        )
+        taken = pc.if_else(
+            pa.array(bad_count > 1), pc.binary_join_element_wise(taken, more, ""), taken
+        )
         line_part = pc.if_else(pa.array(has_bad_line), taken, line_part)
 
     def flag(mask: Array, text: str) -> pa.Array:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import date, timedelta
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -42,8 +42,9 @@ def prepare(reference_dir: Path, pack: str | Path = "vn_bhyt") -> Inputs:
     return Inputs(compile_pack(pack), load_reference(reference_dir).tables)
 
 
-def evaluate(batch: Batch, inputs: Inputs, batch_id: str,
-             progress: Progress = _quiet) -> adjudicate.Result:
+def evaluate(
+    batch: Batch, inputs: Inputs, batch_id: str, progress: Progress = _quiet
+) -> adjudicate.Result:
     t0 = time.perf_counter()
     outcome = engine.run(inputs.plan, batch, inputs.reference, progress)
     t1 = time.perf_counter()
@@ -61,7 +62,7 @@ def history_since(batch: Batch, plan: Plan) -> date | None:
     admitted = batch.claims.column("admitted_at")
     if days is None or admitted.null_count == len(admitted):
         return None
-    first = pc.min(admitted).as_py()
+    first: datetime = pc.min(admitted).as_py()
     return (first - timedelta(days=int(days))).date()
 
 
@@ -71,22 +72,27 @@ def card_holders(batch: Batch) -> pa.Array:
     return pc.unique(pc.utf8_slice_codeunits(cards, start=-schema.CARD_HOLDER_CHARS))
 
 
-def history_rows(batch: Batch, result: adjudicate.Result, outcome: engine.Outcome
-                 ) -> tuple[pa.Table, pa.Table]:
+def history_rows(
+    batch: Batch, result: adjudicate.Result, outcome: engine.Outcome
+) -> tuple[pa.Table, pa.Table]:
     """What a run adds to history: claims that are not MALFORMED, their lines, decisions."""
     keep = ~outcome.intake.malformed
     claims = batch.claims.append_column("decision", result.claim_decisions).filter(pa.array(keep))
     row = outcome.intake.line_claim_row
     line_keep = (row >= 0) & keep[np.maximum(row, 0)]
-    lines = batch.lines.append_column("decision", result.line_decisions).filter(
-        pa.array(line_keep))
+    lines = batch.lines.append_column("decision", result.line_decisions).filter(pa.array(line_keep))
     return claims, lines
 
 
-def adjudicate_batch(batch_path: Path, out_dir: Path, reference_dir: Path,
-                     pack: str | Path = "vn_bhyt", batch_id: str | None = None,
-                     progress: Progress = _quiet, history_dir: Path | None = None
-                     ) -> adjudicate.Result:
+def adjudicate_batch(
+    batch_path: Path,
+    out_dir: Path,
+    reference_dir: Path,
+    pack: str | Path = "vn_bhyt",
+    batch_id: str | None = None,
+    progress: Progress = _quiet,
+    history_dir: Path | None = None,
+) -> adjudicate.Result:
     """The nightly job: every claim of a batch to approved/rejected/flagged files.
 
     With ``history_dir``, card-holder rules also see earlier batches, and after the
@@ -111,14 +117,22 @@ def adjudicate_batch(batch_path: Path, out_dir: Path, reference_dir: Path,
         if history_dir is not None:
             progress("history")
             store = HistoryStore(history_dir)
-            past = store.read(card_holders(batch), history_since(batch, inputs.plan),
-                              exclude_batch=bid,
-                              exclude_claims=batch.claims.select(["claim_id", "facility_id"]))
+            past = store.read(
+                card_holders(batch),
+                history_since(batch, inputs.plan),
+                exclude_batch=bid,
+                exclude_claims=batch.claims.select(["claim_id", "facility_id"]),
+            )
             timings["history.read"] = time.perf_counter() - t2
         progress("evaluate")
         t3 = time.perf_counter()
-        outcome = engine.run(inputs.plan, batch, inputs.reference, progress,
-                             engine.History(past.claims, past.lines) if past else None)
+        outcome = engine.run(
+            inputs.plan,
+            batch,
+            inputs.reference,
+            progress,
+            engine.History(past.claims, past.lines) if past else None,
+        )
         t4 = time.perf_counter()
         progress("decide")
         result = adjudicate.build(outcome, inputs.plan, bid)

@@ -110,6 +110,7 @@ LINE_COLUMN_BY_NAME = {c.name: c for c in LINE_COLUMNS}
 
 # --- reference data (contract section 2) -------------------------------------
 
+
 @dataclass(frozen=True)
 class ReferenceTable:
     name: str
@@ -134,8 +135,13 @@ REFERENCE_TABLES: tuple[ReferenceTable, ...] = (
         "facilities",
         (
             _c("facility_id", pa.string(), False, "facilities"),
-            _c("level", pa.string(), False, "facilities",
-               enum=("central", "provincial", "district", "commune")),
+            _c(
+                "level",
+                pa.string(),
+                False,
+                "facilities",
+                enum=("central", "provincial", "district", "commune"),
+            ),
             _c("province_code", pa.string(), False, "facilities"),
         ),
     ),

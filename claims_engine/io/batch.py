@@ -129,14 +129,18 @@ def _line_labels(raw: pa.Table, cast: CastTable, rows: pa.Array) -> pa.ChunkedAr
     parts = []
     for name in ("kind", "line_no"):
         good = cast.table.column(name).take(rows).cast(pa.string())
-        raw_text = display_text(raw.column(name).take(rows)) if name in raw.column_names \
-            else good
+        raw_text = display_text(raw.column(name).take(rows)) if name in raw.column_names else good
         parts.append(pc.coalesce(good, raw_text, pa.scalar("?")))
     labels = pc.binary_join_element_wise("line ", parts[0], " #", parts[1], ": ", "")
     mask = np.zeros(raw.num_rows, dtype=bool)
     mask[rows.to_numpy()] = True
-    return pa.chunked_array([pc.replace_with_mask(pa.nulls(raw.num_rows, pa.string()),
-                                                  pa.array(mask), labels.combine_chunks())])
+    return pa.chunked_array(
+        [
+            pc.replace_with_mask(
+                pa.nulls(raw.num_rows, pa.string()), pa.array(mask), labels.combine_chunks()
+            )
+        ]
+    )
 
 
 def _read_present(path: Path, columns: tuple[Column, ...], skip: frozenset[str]) -> pa.Table:
@@ -165,16 +169,24 @@ def read_batch(path: Path, needed: Mapping[str, frozenset[str]] | None = None) -
     claims_file = _find_file(path, "claims")
     lines_file = _find_file(path, "lines")
 
-    skip_claims = frozenset() if needed is None else \
-        unread_columns(claims_file, CLAIM_COLUMNS, needed.get("claim", frozenset()))
-    skip_lines = frozenset() if needed is None else \
-        unread_columns(lines_file, LINE_COLUMNS, needed.get("line", frozenset()))
+    skip_claims = (
+        frozenset()
+        if needed is None
+        else unread_columns(claims_file, CLAIM_COLUMNS, needed.get("claim", frozenset()))
+    )
+    skip_lines = (
+        frozenset()
+        if needed is None
+        else unread_columns(lines_file, LINE_COLUMNS, needed.get("line", frozenset()))
+    )
     raw_claims = _read_present(claims_file, CLAIM_COLUMNS, skip_claims)
-    claims = cast_table(raw_claims, [c for c in CLAIM_COLUMNS if c.name not in skip_claims],
-                        claims_file, BatchError)
+    claims = cast_table(
+        raw_claims, [c for c in CLAIM_COLUMNS if c.name not in skip_claims], claims_file, BatchError
+    )
     raw_lines = _read_present(lines_file, LINE_COLUMNS, skip_lines)
-    lines = cast_table(raw_lines, [c for c in LINE_COLUMNS if c.name not in skip_lines],
-                       lines_file, BatchError)
+    lines = cast_table(
+        raw_lines, [c for c in LINE_COLUMNS if c.name not in skip_lines], lines_file, BatchError
+    )
 
     claim_errors = join_messages(
         [claims.errors[c.name] for c in CLAIM_COLUMNS if c.name in claims.errors],

@@ -338,8 +338,9 @@ def _stage(
     def write(name: str, table: pa.Table) -> None:
         target = staging / f"{name}.parquet"
         dictionary = [c for c in table.column_names if c in LOW_CARDINALITY]
-        pq.write_table(_strip_pandas(table), target, compression=PARQUET_COMPRESSION,
-                       use_dictionary=dictionary)
+        pq.write_table(
+            _strip_pandas(table), target, compression=PARQUET_COMPRESSION, use_dictionary=dictionary
+        )
         _fsync_path(target)
 
     # Parquet encoding releases the GIL: the big lines file and the rest in parallel.

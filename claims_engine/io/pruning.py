@@ -46,14 +46,14 @@ def unread_columns(path: Path, columns: Iterable[Column], needed: frozenset[str]
             continue
         if arrow_schema.field(col.name).type != col.type:
             continue
-        if _proven(meta, leaf[col.name], need_values=not col.nullable,
-                   need_non_negative=col.non_negative):
+        if _proven(
+            meta, leaf[col.name], need_values=not col.nullable, need_non_negative=col.non_negative
+        ):
             out.add(col.name)
     return frozenset(out)
 
 
-def _proven(meta: pq.FileMetaData, index: int, need_values: bool, need_non_negative: bool
-            ) -> bool:
+def _proven(meta: pq.FileMetaData, index: int, need_values: bool, need_non_negative: bool) -> bool:
     if not (need_values or need_non_negative):
         return True
     for i in range(meta.num_row_groups):
@@ -64,7 +64,7 @@ def _proven(meta: pq.FileMetaData, index: int, need_values: bool, need_non_negat
             return False
         if need_non_negative:
             if not stats.has_min_max:
-                return meta.row_group(i).num_rows == 0
+                return bool(meta.row_group(i).num_rows == 0)
             try:
                 if stats.min < 0:
                     return False

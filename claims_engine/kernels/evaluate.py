@@ -63,8 +63,11 @@ class Context:
         elif isinstance(e, ir.Window):
             lvl = e.spec.level
         else:
-            lvl = max((self.level_of(c) for c in e.children()), key=LEVEL_RANK.__getitem__,
-                      default="const")
+            lvl = max(
+                (self.level_of(c) for c in e.children()),
+                key=LEVEL_RANK.__getitem__,
+                default="const",
+            )
         self._levels[e] = lvl
         return lvl
 
@@ -78,7 +81,9 @@ class Context:
                     tbl = tbl.append_column(lk.discriminator, pa.repeat(pa.scalar(label), len(tbl)))
                 parts.append(tbl)
             self._ref_tables[lk.name] = (
-                pa.concat_tables(parts, promote_options="permissive") if len(parts) > 1 else parts[0]
+                pa.concat_tables(parts, promote_options="permissive")
+                if len(parts) > 1
+                else parts[0]
             )
         return self._ref_tables[lk.name]
 
@@ -102,8 +107,9 @@ class Evaluator:
         self.window_codes: dict[tuple[ir.Expr, bool], tuple[Array, int, Array]] = {}
 
     @staticmethod
-    def pair(claims: pa.Table, lines: pa.Table, line_claim_row: Array,
-             ctx: Context) -> tuple[Evaluator, Evaluator]:
+    def pair(
+        claims: pa.Table, lines: pa.Table, line_claim_row: Array, ctx: Context
+    ) -> tuple[Evaluator, Evaluator]:
         c, ln = Evaluator("claim", claims, ctx), Evaluator("line", lines, ctx)
         c.child, ln.parent, ln.to_parent = ln, c, line_claim_row
         return c, ln
@@ -119,8 +125,10 @@ class Evaluator:
         else:
             v = self._eval(e)
         if not isinstance(e, ir.Const | ir.Param) and (
-            e in self.ctx.cacheable or isinstance(e, ir.Field | ir.Derived | ir.LookupField
-                                                  | ir.Computed | ir.Aggregate | ir.Window)
+            e in self.ctx.cacheable
+            or isinstance(
+                e, ir.Field | ir.Derived | ir.LookupField | ir.Computed | ir.Aggregate | ir.Window
+            )
         ):
             self.cache[e] = v
         return v
@@ -190,7 +198,8 @@ class Evaluator:
             for column, expr in pairs:
                 if (column, expr) not in encoded:  # each key column is encoded once
                     encoded[(column, expr)] = self._encode_key(
-                        ref.column(column).combine_chunks(), expr)
+                        ref.column(column).combine_chunks(), expr
+                    )
                 rc, wc, size = encoded[(column, expr)]
                 ref_codes.append(rc)
                 row_codes.append(wc)
@@ -204,11 +213,13 @@ class Evaluator:
         general = np.ones(nref, dtype=bool)
         for column, _ in lk.prefer:
             general &= np.asarray(ref.column(column).is_null().to_numpy(zero_copy_only=False))
-        best = lookup.asof_match(np.where(general, ref_key, -1), rows, ref_from, ref_to,
-                                 row_key, row_date, row_ok)
+        best = lookup.asof_match(
+            np.where(general, ref_key, -1), rows, ref_from, ref_to, row_key, row_date, row_ok
+        )
         sref, srow = keyed(lk.keys + lk.prefer)
-        specific = lookup.asof_match(np.where(general, -1, sref), rows, ref_from, ref_to,
-                                     srow, row_date, row_ok)
+        specific = lookup.asof_match(
+            np.where(general, -1, sref), rows, ref_from, ref_to, srow, row_date, row_ok
+        )
         return np.where(specific >= 0, specific, best)
 
     def _encode_key(self, ref_col: pa.Array, expr: ir.Expr) -> tuple[Array, Array, int]:
@@ -251,8 +262,14 @@ class Evaluator:
         if a.type.kind == "null" or b.type.kind == "null":
             return null_vec(t.BOOL)
         if a.is_arrow:
-            fn = {"==": pc.equal, "!=": pc.not_equal, "<": pc.less, "<=": pc.less_equal,
-                  ">": pc.greater, ">=": pc.greater_equal}[e.op]
+            fn = {
+                "==": pc.equal,
+                "!=": pc.not_equal,
+                "<": pc.less,
+                "<=": pc.less_equal,
+                ">": pc.greater,
+                ">=": pc.greater_equal,
+            }[e.op]
             res = fn(a.data, b.data)
             if isinstance(res, pa.Scalar):
                 return Vec(t.BOOL, np.bool_(res.as_py() or False), np.asarray(res.is_valid))
@@ -262,8 +279,12 @@ class Evaluator:
             s = max(a.type.scale, b.type.scale)
             x, y = V.rescale(x, a.type.scale, s), V.rescale(y, b.type.scale, s)
         op: Callable[[Any, Any], Any] = {
-            "==": np.equal, "!=": np.not_equal, "<": np.less, "<=": np.less_equal,
-            ">": np.greater, ">=": np.greater_equal,
+            "==": np.equal,
+            "!=": np.not_equal,
+            "<": np.less,
+            "<=": np.less_equal,
+            ">": np.greater,
+            ">=": np.greater_equal,
         }[e.op]
         return Vec(t.BOOL, np.asarray(op(x, y), dtype=bool), _and_valid(a.valid, b.valid))
 
@@ -287,16 +308,22 @@ class Evaluator:
         v = self.eval(e.operand)
         if v.type.kind == "null":
             return Vec(t.BOOL, np.bool_(True))
-        return Vec(t.BOOL, ~V.valid_mask(v, self.n) if not v.is_scalar else
-                   np.bool_(not bool(np.all(V.valid_mask(v, 1)))))
+        return Vec(
+            t.BOOL,
+            ~V.valid_mask(v, self.n)
+            if not v.is_scalar
+            else np.bool_(not bool(np.all(V.valid_mask(v, 1)))),
+        )
 
     def _in_set(self, e: ir.InSet) -> Vec:
         v = self.eval(e.operand)
         if v.is_arrow:
-            res = pc.is_in(_arrow_rows(v, self.n),
-                           value_set=pa.array(list(e.values), type=pa.string()))
-            return Vec(t.BOOL, res.fill_null(False).to_numpy(zero_copy_only=False),
-                       V.valid_mask(v, self.n))
+            res = pc.is_in(
+                _arrow_rows(v, self.n), value_set=pa.array(list(e.values), type=pa.string())
+            )
+            return Vec(
+                t.BOOL, res.fill_null(False).to_numpy(zero_copy_only=False), V.valid_mask(v, self.n)
+            )
         data = np.asarray(v.data)
         if v.type.is_num:
             data = V.rescale(data, v.type.scale, e.scale)
@@ -369,8 +396,9 @@ class Evaluator:
                 assert self.history.to_parent is not None
                 hist_rows = self.history.to_parent
             n_hist_claims = self.parent._n_history()
-            rows = np.concatenate((hist_rows, np.where(self.to_parent >= 0,
-                                                       self.to_parent + n_hist_claims, -1)))
+            rows = np.concatenate(
+                (hist_rows, np.where(self.to_parent >= 0, self.to_parent + n_hist_claims, -1))
+            )
             ok = rows >= 0
             safe = np.where(ok, rows, 0)
             return codes[safe], card, valid[safe] & ok
@@ -384,15 +412,20 @@ class Evaluator:
             arrays = [V.to_arrow(v, n).cast(pa.string()) for v, n in zip(parts, ns, strict=True)]
             encoded = pc.dictionary_encode(pa.chunked_array(arrays))
             words = encoded.chunk(0).dictionary if encoded.num_chunks else pa.array([], pa.string())
-            codes = np.concatenate([np.asarray(c.indices.fill_null(0).to_numpy(), dtype=np.int64)
-                                    for c in encoded.chunks])
+            codes = np.concatenate(
+                [
+                    np.asarray(c.indices.fill_null(0).to_numpy(), dtype=np.int64)
+                    for c in encoded.chunks
+                ]
+            )
             if ordered and len(words) > 1:
                 rank = np.empty(len(words), dtype=np.int64)
                 rank[np.asarray(pc.sort_indices(words))] = np.arange(len(words), dtype=np.int64)
                 codes = rank[codes]
             return codes, max(len(words), 1), valid
-        data = np.concatenate([np.asarray(V.full(v, n)).astype(np.int64)
-                               for v, n in zip(parts, ns, strict=True)])
+        data = np.concatenate(
+            [np.asarray(V.full(v, n)).astype(np.int64) for v, n in zip(parts, ns, strict=True)]
+        )
         if not valid.any():
             return np.zeros(len(data), dtype=np.int64), 1, valid
         low = int(data[valid].min())
@@ -403,8 +436,9 @@ class Evaluator:
         """Values of ``e`` over [history rows, batch rows] (numbers, dates: int64)."""
         parts = ([self.history.eval(e)] if self.history is not None else []) + [self.eval(e)]
         ns = ([self.history.n] if self.history is not None else []) + [self.n]
-        data = np.concatenate([np.asarray(V.full(v, n)).astype(np.int64)
-                               for v, n in zip(parts, ns, strict=True)])
+        data = np.concatenate(
+            [np.asarray(V.full(v, n)).astype(np.int64) for v, n in zip(parts, ns, strict=True)]
+        )
         valid = np.concatenate([V.valid_mask(v, n) for v, n in zip(parts, ns, strict=True)])
         return data, valid
 
@@ -431,8 +465,9 @@ class Evaluator:
                 partition.append((codes, card))
                 keyed &= valid
             # history before the batch: the source is the order's first digit
-            order = [(np.concatenate((np.zeros(nh, dtype=np.int64),
-                                      np.ones(self.n, dtype=np.int64))), 2)]
+            order = [
+                (np.concatenate((np.zeros(nh, dtype=np.int64), np.ones(self.n, dtype=np.int64))), 2)
+            ]
             for o in spec.order:
                 codes, card, valid = self._window_codes(o, ordered=True)
                 order.append((np.where(valid, codes + 1, 0), card + 1))  # nulls first
@@ -471,8 +506,9 @@ class Evaluator:
                 width, width_ok = self._window_values(spec.days)
                 day, lo = d[perm], (d - width + 1)[perm]
                 weights = weights * width_ok[perm]
-            res = window.count_sum(weights, s.part_start, s.tie_start, s.batch_start, day, lo,
-                                   use_days)
+            res = window.count_sum(
+                weights, s.part_start, s.tie_start, s.batch_start, day, lo, use_days
+            )
             found = np.ones(len(perm), dtype=bool)
         else:
             mode = {"max": 0, "min": 1, "first": 2, "last": 3}[e.fn]
@@ -509,6 +545,7 @@ class Evaluator:
 
 # --- helpers ------------------------------------------------------------------
 
+
 def const_vec(value: Any, ty: t.Type) -> Vec:
     if value is None or ty.kind == "null":
         return null_vec(ty)
@@ -537,10 +574,15 @@ def take(v: Vec, idx: Array) -> Vec:
         indices = pa.array(safe, mask=missing if missing.any() else None)
         return Vec(v.type, v.data.take(indices))
     if v.is_scalar:
-        return v if not missing.any() else Vec(v.type, v.data, ~missing & bool(
-            np.all(V.valid_mask(v, 1))))
+        return (
+            v
+            if not missing.any()
+            else Vec(v.type, v.data, ~missing & bool(np.all(V.valid_mask(v, 1))))
+        )
     if len(v.data) == 0:
-        return Vec(v.type, np.zeros(len(idx), dtype=np.asarray(v.data).dtype), np.zeros(len(idx), bool))
+        return Vec(
+            v.type, np.zeros(len(idx), dtype=np.asarray(v.data).dtype), np.zeros(len(idx), bool)
+        )
     data = np.asarray(v.data)[safe]
     valid = v.valid
     if valid is not None:  # a 0-d mask (a constant's) applies to every row
@@ -598,6 +640,7 @@ def _days(v: Vec) -> Array:
 
 
 # --- functions ------------------------------------------------------------------
+
 
 def _str_unary(kernel: Callable[[Any], Any], result: t.Type) -> Callable[[Evaluator, ir.Call], Vec]:
     def run(ev: Evaluator, e: ir.Call) -> Vec:
@@ -661,8 +704,11 @@ def _days_between(ev: Evaluator, e: ir.Call) -> Vec:
 
 def _minutes_between(ev: Evaluator, e: ir.Call) -> Vec:
     a, b = ev.eval(e.args[0]), ev.eval(e.args[1])
-    return Vec(t.INT, np.asarray((np.asarray(b.data) - np.asarray(a.data)) // 60),
-               _and_valid(a.valid, b.valid))
+    return Vec(
+        t.INT,
+        np.asarray((np.asarray(b.data) - np.asarray(a.data)) // 60),
+        _and_valid(a.valid, b.valid),
+    )
 
 
 def _coalesce(ev: Evaluator, e: ir.Call) -> Vec:

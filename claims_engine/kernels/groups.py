@@ -25,7 +25,9 @@ def _group_sum(group: Array, values: Array, include: Array, n: int) -> Array:  #
 
 
 @numba.njit(cache=True, nogil=True)
-def _group_extreme(group: Array, values: Array, include: Array, n: int, want_max: bool) -> tuple[Array, Array]:  # pragma: no cover
+def _group_extreme(
+    group: Array, values: Array, include: Array, n: int, want_max: bool
+) -> tuple[Array, Array]:  # pragma: no cover
     out = np.zeros(n, dtype=np.int64)
     seen = np.zeros(n, dtype=np.bool_)
     for i in range(group.shape[0]):
@@ -56,7 +58,9 @@ def group_sum(group: Array, values: Array, include: Array, n: int) -> Array:
     return out
 
 
-def group_extreme(group: Array, values: Array, include: Array, n: int, want_max: bool) -> tuple[Array, Array]:
+def group_extreme(
+    group: Array, values: Array, include: Array, n: int, want_max: bool
+) -> tuple[Array, Array]:
     if values.dtype == object:  # exact path for values beyond int64 (Python ints)
         keep = include & (group >= 0)
         g, v = group[keep], values[keep]

@@ -25,7 +25,15 @@ NO_DATE_HIGH = np.iinfo(np.int64).max
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _asof_scan(starts: Array, ends: Array, dates: Array, ok: Array, ref_from: Array, ref_to: Array, ref_row: Array) -> Array:  # pragma: no cover
+def _asof_scan(
+    starts: Array,
+    ends: Array,
+    dates: Array,
+    ok: Array,
+    ref_from: Array,
+    ref_to: Array,
+    ref_row: Array,
+) -> Array:  # pragma: no cover
     n = starts.shape[0]
     out = np.full(n, -1, dtype=np.int64)
     for i in numba.prange(n):
@@ -90,9 +98,15 @@ def combine(codes: list[Array], sizes: list[int], n: int) -> Array:
 
 def dates_of(table: pa.Table, column: str, fill: int) -> Array:
     arr = table.column(column).combine_chunks().cast(pa.int32())
-    return arr.fill_null(0).to_numpy().astype(np.int64) if arr.null_count == 0 else \
-        np.where(arr.is_valid().to_numpy(zero_copy_only=False),
-                 arr.fill_null(0).to_numpy().astype(np.int64), fill)
+    return (
+        arr.fill_null(0).to_numpy().astype(np.int64)
+        if arr.null_count == 0
+        else np.where(
+            arr.is_valid().to_numpy(zero_copy_only=False),
+            arr.fill_null(0).to_numpy().astype(np.int64),
+            fill,
+        )
+    )
 
 
 DIRECT_TABLE_LIMIT = 1 << 24
@@ -107,26 +121,49 @@ def _ranges(sorted_keys: Array, row_key: Array) -> tuple[Array, Array]:
     """
     space = int(sorted_keys[-1]) + 1 if len(sorted_keys) else 1
     if space > DIRECT_TABLE_LIMIT:
-        return (np.searchsorted(sorted_keys, row_key, side="left"),
-                np.searchsorted(sorted_keys, row_key, side="right"))
+        return (
+            np.searchsorted(sorted_keys, row_key, side="left"),
+            np.searchsorted(sorted_keys, row_key, side="right"),
+        )
     ends_table = np.cumsum(np.bincount(sorted_keys, minlength=space + 1))
     starts_table = np.concatenate(([0], ends_table[:-1]))
     slot = np.where((row_key >= 0) & (row_key < space), row_key, space)  # `space`: empty slot
     return starts_table[slot], ends_table[slot]
 
 
-def asof_match(ref_key: Array, ref_rows: Array, ref_from: Array, ref_to: Array,
-               row_key: Array, row_date: Array, row_ok: Array) -> Array:
+def asof_match(
+    ref_key: Array,
+    ref_rows: Array,
+    ref_from: Array,
+    ref_to: Array,
+    row_key: Array,
+    row_date: Array,
+    row_ok: Array,
+) -> Array:
     """Index (into the reference table) of each row's match, -1 where none.
 
     ``ref_rows`` are the candidate reference rows (positions in the table) with
     their keys and validity; rows whose key is -1 or ``row_ok`` false never match.
     """
     keep = ref_key >= 0
-    ref_key, ref_rows, ref_from, ref_to = ref_key[keep], ref_rows[keep], ref_from[keep], ref_to[keep]
+    ref_key, ref_rows, ref_from, ref_to = (
+        ref_key[keep],
+        ref_rows[keep],
+        ref_from[keep],
+        ref_to[keep],
+    )
     order = np.lexsort((ref_rows, ref_from, ref_key))  # key, then valid_from, then file order
     sk = ref_key[order]
     starts, ends = _ranges(sk, row_key)
     ok = row_ok & (row_key >= 0)
-    return np.asarray(_asof_scan(starts.astype(np.int64), ends.astype(np.int64), row_date, ok,
-                                 ref_from[order], ref_to[order], ref_rows[order]))
+    return np.asarray(
+        _asof_scan(
+            starts.astype(np.int64),
+            ends.astype(np.int64),
+            row_date,
+            ok,
+            ref_from[order],
+            ref_to[order],
+            ref_rows[order],
+        )
+    )

@@ -54,8 +54,12 @@ def product_rounded(factors: list[tuple[Array, int]], divide_digits: int, out_sc
     return out
 
 
-def line_eligible(quantity: tuple[Array, int], unit_price: tuple[Array, int],
-                  service_rate: tuple[Array, int], coverage_rate: tuple[Array, int]) -> Array:
+def line_eligible(
+    quantity: tuple[Array, int],
+    unit_price: tuple[Array, int],
+    service_rate: tuple[Array, int],
+    coverage_rate: tuple[Array, int],
+) -> Array:
     """Eligible amount per line in cents (percent rates: 4 more digits to divide)."""
     return product_rounded([quantity, unit_price, service_rate, coverage_rate], 4, 2)
 

@@ -64,6 +64,7 @@ def full(v: Vec, n: int) -> Array:
 
 # --- Arrow <-> Vec ---------------------------------------------------------
 
+
 def _validity(arr: pa.Array) -> Array | None:
     if arr.null_count == 0:
         return None
@@ -98,8 +99,9 @@ def from_arrow(arr: pa.Array | pa.ChunkedArray, ty: t.Type | None = None) -> Vec
             data = np.concatenate([np.asarray(p.data) for p in parts])
             valid = None
             if any(p.valid is not None for p in parts):
-                valid = np.concatenate([valid_mask(p, len(c)) for p, c in zip(parts, arr.chunks,
-                                                                              strict=True)])
+                valid = np.concatenate(
+                    [valid_mask(p, len(c)) for p, c in zip(parts, arr.chunks, strict=True)]
+                )
             return Vec(parts[0].type, data, valid)
     ty = ty or t.from_arrow(arr.type)
     at = arr.type
@@ -121,15 +123,19 @@ def from_arrow(arr: pa.Array | pa.ChunkedArray, ty: t.Type | None = None) -> Vec
     return Vec(ty, data, valid)
 
 
-def scaled_to_decimal(data: Array, valid: Array | None, scale: int, out_scale: int,
-                      precision: int = 18) -> pa.Array:
+def scaled_to_decimal(
+    data: Array, valid: Array | None, scale: int, out_scale: int, precision: int = 18
+) -> pa.Array:
     """Scaled integers -> decimal128(precision, out_scale), rounding half-up if needed."""
     data = rescale(data, scale, out_scale)
     if data.dtype == object:
         return pa.array(
-            [None if (valid is not None and not ok) else _py_decimal(int(v), out_scale)
-             for v, ok in zip(data, valid if valid is not None else np.ones(len(data), bool),
-                              strict=True)],
+            [
+                None if (valid is not None and not ok) else _py_decimal(int(v), out_scale)
+                for v, ok in zip(
+                    data, valid if valid is not None else np.ones(len(data), bool), strict=True
+                )
+            ],
             type=pa.decimal128(precision, out_scale),
         )
     n = len(data)
@@ -164,8 +170,9 @@ def to_arrow(v: Vec, n: int) -> pa.Array:
     valid = None if v.valid is None else np.ascontiguousarray(np.broadcast_to(v.valid, (n,)))
     kind = v.type.kind
     if kind == "num":
-        return scaled_to_decimal(data, valid, v.type.scale, v.type.scale,
-                                 precision=max(18, v.type.scale + 1))
+        return scaled_to_decimal(
+            data, valid, v.type.scale, v.type.scale, precision=max(18, v.type.scale + 1)
+        )
     mask = None if valid is None else ~valid
     if kind == "bool":
         return pa.array(data.astype(bool), mask=mask)
@@ -177,6 +184,7 @@ def to_arrow(v: Vec, n: int) -> pa.Array:
 
 
 # --- exact integer arithmetic ------------------------------------------------
+
 
 def _exact(*arrays: Array) -> list[Array]:
     return [a.astype(object) if a.dtype != object else a for a in arrays]
@@ -222,8 +230,12 @@ def mul(a: Array, b: Array) -> Array:
 
 
 def add(a: Array, b: Array) -> Array:
-    if a.dtype == object or b.dtype == object or _may_overflow(a, np.asarray(2)) \
-            or _may_overflow(b, np.asarray(2)):
+    if (
+        a.dtype == object
+        or b.dtype == object
+        or _may_overflow(a, np.asarray(2))
+        or _may_overflow(b, np.asarray(2))
+    ):
         x, y = _exact(np.asarray(a), np.asarray(b))
         return np.asarray(x + y)
     return np.asarray(a + b)

@@ -102,7 +102,9 @@ def sort_rows(partition: Array, order: Array, keyed: Array) -> Sorted:
 
 
 @numba.njit(cache=True, nogil=True)
-def _group_sort(grouped: Array, part: Array, order: Array) -> tuple[Array, Array, Array]:  # pragma: no cover
+def _group_sort(
+    grouped: Array, part: Array, order: Array
+) -> tuple[Array, Array, Array]:  # pragma: no cover
     """Within each run of equal partition keys, sort by (order, row); mark group bounds."""
     n = grouped.shape[0]
     perm = grouped.copy()
@@ -120,8 +122,9 @@ def _group_sort(grouped: Array, part: Array, order: Array) -> tuple[Array, Array
                     row = perm[x]
                     key = order[row]
                     y = x - 1
-                    while y >= a and (order[perm[y]] > key
-                                      or (order[perm[y]] == key and perm[y] > row)):
+                    while y >= a and (
+                        order[perm[y]] > key or (order[perm[y]] == key and perm[y] > row)
+                    ):
                         perm[y + 1] = perm[y]
                         y -= 1
                     perm[y + 1] = row
@@ -166,8 +169,15 @@ def batch_starts(s: Sorted, n_history: int) -> Array:
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def count_sum(weights: Array, s_part: Array, s_tie: Array, s_batch: Array, day: Array,
-              lo: Array, use_days: bool) -> Array:  # pragma: no cover
+def count_sum(
+    weights: Array,
+    s_part: Array,
+    s_tie: Array,
+    s_batch: Array,
+    day: Array,
+    lo: Array,
+    use_days: bool,
+) -> Array:  # pragma: no cover
     """Sum of ``weights`` over each row's earlier rows (in the day range if used)."""
     n = weights.shape[0]
     prefix = np.zeros(n + 1, dtype=np.int64)
@@ -194,8 +204,9 @@ def count_sum(weights: Array, s_part: Array, s_tie: Array, s_batch: Array, day: 
 
 
 @numba.njit(cache=True, nogil=True)
-def running(values: Array, weights: Array, s_part: Array, s_tie: Array, mode: int
-            ) -> tuple[Array, Array]:  # pragma: no cover
+def running(
+    values: Array, weights: Array, s_part: Array, s_tie: Array, mode: int
+) -> tuple[Array, Array]:  # pragma: no cover
     """Per row, over earlier counted rows: mode 0 max, 1 min, 2 first index, 3 last index.
 
     Returns (result, found); for first/last the result is a sorted position.
@@ -213,13 +224,7 @@ def running(values: Array, weights: Array, s_part: Array, s_tie: Array, mode: in
         seen_before[i] = seen
         if weights[i] > 0:
             v = values[i] if mode < 2 else np.int64(i)
-            if not seen:
-                cur = v
-            elif mode == 0 and v > cur:
-                cur = v
-            elif mode == 1 and v < cur:
-                cur = v
-            elif mode == 3:
+            if not seen or (mode == 0 and v > cur) or (mode == 1 and v < cur) or mode == 3:
                 cur = v
             seen = True
     out = np.zeros(n, dtype=np.int64)

@@ -152,7 +152,7 @@ class Checker:
                     raise ExprError(f"unknown window measure 'window.{tail}'.{hint}", off)
                 return s.window[tail]
             if head == "computed":
-                for level in ((s.level, "claim") if s.level == "line" else ("claim",)):
+                for level in (s.level, "claim") if s.level == "line" else ("claim",):
                     if (level, tail) in s.computed:
                         return ir.Computed(level, tail, s.computed[(level, tail)])
                 known = [n for (_, n) in s.computed]
@@ -188,7 +188,9 @@ class Checker:
 
     def _level_ok(self, level: str, what: str, off: int) -> None:
         if level == "line" and self.scope.level != "line":
-            raise ExprError(f"'{what}' is per line; in a claim rule use it inside an aggregate", off)
+            raise ExprError(
+                f"'{what}' is per line; in a claim rule use it inside an aggregate", off
+            )
 
     # --- operators ----------------------------------------------------------
     def unary(self, node: ast.Unary) -> ir.Expr:
@@ -218,7 +220,9 @@ class Checker:
             if op == "/" and shift is not None:
                 scale = sa + shift  # x / 100 is exact: same integers, two more decimals
             if scale > MAX_SCALE:
-                raise ExprError(f"the result would have {scale} decimals (at most {MAX_SCALE})", off)
+                raise ExprError(
+                    f"the result would have {scale} decimals (at most {MAX_SCALE})", off
+                )
             return ir.Arith(op, left, right, t.num(scale))
         return self.compare(op, left, right, node)
 
@@ -280,8 +284,9 @@ class Checker:
             return self.aggregate(node)
         if node.name == "exists":
             if len(node.args) != 1 or not isinstance(node.args[0], ast.Name):
-                raise ExprError("exists() takes the name of a lookup, e.g. exists(catalogue)",
-                                node.pos.offset)
+                raise ExprError(
+                    "exists() takes the name of a lookup, e.g. exists(catalogue)", node.pos.offset
+                )
             name = node.args[0].dotted
             if name not in self.scope.lookups:
                 hint = did_you_mean(name, self.scope.lookups)
@@ -291,8 +296,9 @@ class Checker:
         sig = functions.SIGNATURES.get(node.name)
         if sig is None:
             names = list(functions.SIGNATURES) + list(AGGREGATES) + ["exists"]
-            raise ExprError(f"unknown function '{node.name}'.{did_you_mean(node.name, names)}",
-                            node.pos.offset)
+            raise ExprError(
+                f"unknown function '{node.name}'.{did_you_mean(node.name, names)}", node.pos.offset
+            )
         return sig.check(self, node)
 
     def aggregate(self, node: ast.Call) -> ir.Expr:
@@ -328,8 +334,9 @@ class Checker:
         if fn == "sum" and not value.type.is_num:
             raise ExprError(f"sum() needs a number, this is a {value.type}", rest[0].pos.offset)
         if fn in ("min", "max") and not (value.type.is_num or value.type.is_temporal):
-            raise ExprError(f"{fn}() needs a number or a date, this is a {value.type}",
-                            rest[0].pos.offset)
+            raise ExprError(
+                f"{fn}() needs a number or a date, this is a {value.type}", rest[0].pos.offset
+            )
         if len(rest) == 2:
             where = inner.check(rest[1], t.BOOL)
         return ir.Aggregate(fn, value, where, value.type)

@@ -68,7 +68,9 @@ def _string_pattern(c: Checker, node: ast.Call) -> ir.Expr:
     _want(s, ("str",), node.args[0], node.name, "a string")
     pattern = _literal(p, node.args[1], node.name, "text")
     if not isinstance(pattern, str):
-        raise ExprError(f"{node.name}() needs a text as its second argument", node.args[1].pos.offset)
+        raise ExprError(
+            f"{node.name}() needs a text as its second argument", node.args[1].pos.offset
+        )
     if node.name == "matches":
         check_regex(pattern, node.args[1].pos.offset)
     return ir.Call(node.name, (s,), (pattern,), t.BOOL)
@@ -80,8 +82,9 @@ def _substring(c: Checker, node: ast.Call) -> ir.Expr:
     a = _literal(start, node.args[1], node.name, "start")
     b = _literal(length, node.args[2], node.name, "length")
     if not (_whole(a) and _whole(b) and a >= 0 and b >= 0):
-        raise ExprError("substring() needs whole numbers >= 0 for start and length",
-                        node.pos.offset)
+        raise ExprError(
+            "substring() needs whole numbers >= 0 for start and length", node.pos.offset
+        )
     return ir.Call("substring", (s,), (a, b), t.STR)
 
 
@@ -161,8 +164,10 @@ def _round(c: Checker, node: ast.Call) -> ir.Expr:
     from claims_engine.lang.checker import MAX_SCALE
 
     if not _whole(digits) or not 0 <= digits <= MAX_SCALE:
-        raise ExprError(f"round() needs a whole number of decimals from 0 to {MAX_SCALE}",
-                        node.args[1].pos.offset)
+        raise ExprError(
+            f"round() needs a whole number of decimals from 0 to {MAX_SCALE}",
+            node.args[1].pos.offset,
+        )
     return ir.Call("round", (x,), (digits,), t.num(digits))
 
 
@@ -179,7 +184,9 @@ def _list_contains(c: Checker, node: ast.Call) -> ir.Expr:
     return ir.Call("list_contains", (lst, s), (), t.BOOL)
 
 
-def _sig(name: str, usage: str, doc: str, check: Callable[[Checker, ast.Call], ir.Expr]) -> Signature:
+def _sig(
+    name: str, usage: str, doc: str, check: Callable[[Checker, ast.Call], ir.Expr]
+) -> Signature:
     return Signature(name, usage, doc, check)
 
 
@@ -196,16 +203,30 @@ SIGNATURES: dict[str, Signature] = {
         _sig("substring", "substring(text, start, length)", "0-based slice", _substring),
         _sig("right", "right(text, n)", "the last n characters", _right),
         _sig("year_of", "year_of(date)", "the calendar year (for yearly windows)", _date_part),
-        _sig("month_of", "month_of(date)", "year * 100 + month (for monthly windows)",
-             _date_part),
+        _sig("month_of", "month_of(date)", "year * 100 + month (for monthly windows)", _date_part),
         _sig("date_of", "date_of(timestamp)", "the calendar day", _date_of),
-        _sig("days_between", "days_between(from, to)", "to - from in days", _between_dates("days_between")),
-        _sig("age_in_days", "age_in_days(birth_date, at)", "days from birth to at",
-             _between_dates("days_between")),
-        _sig("minutes_between", "minutes_between(from, to)", "to - from in whole minutes",
-             _between_dates("minutes_between")),
+        _sig(
+            "days_between",
+            "days_between(from, to)",
+            "to - from in days",
+            _between_dates("days_between"),
+        ),
+        _sig(
+            "age_in_days",
+            "age_in_days(birth_date, at)",
+            "days from birth to at",
+            _between_dates("days_between"),
+        ),
+        _sig(
+            "minutes_between",
+            "minutes_between(from, to)",
+            "to - from in whole minutes",
+            _between_dates("minutes_between"),
+        ),
         _sig("date", "date('YYYY-MM-DD')", "a date literal", _date_literal),
-        _sig("coalesce", "coalesce(a, b, ...)", "first non-null", _unified("coalesce", (2, 3, 4, 5))),
+        _sig(
+            "coalesce", "coalesce(a, b, ...)", "first non-null", _unified("coalesce", (2, 3, 4, 5))
+        ),
         _sig("least", "least(a, b)", "smaller of two", _unified("least", (2,))),
         _sig("greatest", "greatest(a, b)", "larger of two", _unified("greatest", (2,))),
         _sig("if", "if(condition, then, else)", "choose a value", _if),

@@ -169,9 +169,9 @@ class _Parser:
         if self.at("op", "-"):
             t = self.advance()
             operand = self.unary()
-            if isinstance(operand, ast.Literal) and isinstance(operand.value, int | Decimal):
-                if not isinstance(operand.value, bool):
-                    return ast.Literal(ast.Pos(t.offset), -operand.value)
+            value = operand.value if isinstance(operand, ast.Literal) else None
+            if isinstance(value, int | Decimal) and not isinstance(value, bool):
+                return ast.Literal(ast.Pos(t.offset), -value)
             return ast.Unary(ast.Pos(t.offset), "-", operand)
         return self.atom()
 

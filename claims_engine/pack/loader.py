@@ -67,8 +67,10 @@ def find_pack(name_or_path: str | Path) -> Path:
         bundled = bundled_root() / str(name_or_path)
         if bundled.is_dir():
             return bundled
-    raise PackError(f"rule pack '{name_or_path}' not found: give a folder holding pack.yaml "
-                    f"or the name of a bundled pack ({BUNDLED_PACKS})")
+    raise PackError(
+        f"rule pack '{name_or_path}' not found: give a folder holding pack.yaml "
+        f"or the name of a bundled pack ({BUNDLED_PACKS})"
+    )
 
 
 def _validation_message(exc: ValidationError, raw: PosDict, fallback: Where) -> tuple[Where, str]:
@@ -93,8 +95,10 @@ def _validation_message(exc: ValidationError, raw: PosDict, fallback: Where) -> 
         value = err.get("input")  # YAML read a number, true/false or a date, not text
         msg += f" (YAML read {value!r} as a {type(value).__name__}: quote the expression)"
     elif err["type"] == "string_type":
-        msg += (" (an expression holding commas inside YAML [...] or {...} must be quoted, "
-                "or written in block style)")
+        msg += (
+            " (an expression holding commas inside YAML [...] or {...} must be quoted, "
+            "or written in block style)"
+        )
     return where, f"'{field}' {msg}" if err["type"] == "missing" else f"{field}: {msg}"
 
 
@@ -103,12 +107,19 @@ def _parse_item(raw: Any, file: Path, where: Where) -> Item:
         raise PackError(f"{where}: expected a rule (a mapping with id, when, ...), found {raw!r}")
     if "table" in raw and "inputs" in raw:  # RULES-EXAMPLE.md's decision-table form
         body = PosDict({k: raw[k] for k in ("inputs", "rows") if k in raw})
-        data = {"derive": raw["table"], "title": raw.get("title", raw["table"]),
-                "basis": raw.get("basis", ""), "level": raw.get("level", "claim"), "table": body}
+        data = {
+            "derive": raw["table"],
+            "title": raw.get("title", raw["table"]),
+            "basis": raw.get("basis", ""),
+            "level": raw.get("level", "claim"),
+            "table": body,
+        }
         extra = set(raw) - {"table", "inputs", "rows", "title", "basis", "level"}
         if extra:
-            raise PackError(f"{raw.where[sorted(extra)[0]]}: table {raw['table']}: unknown key "
-                            f"'{sorted(extra)[0]}'")
+            raise PackError(
+                f"{raw.where[sorted(extra)[0]]}: table {raw['table']}: unknown key "
+                f"'{sorted(extra)[0]}'"
+            )
         model_cls: type[RuleModel] | type[DeriveModel] = DeriveModel
     else:
         data = dict(raw)
@@ -160,8 +171,9 @@ def read_pack(name_or_path: str | Path) -> PackSource:
             item = _parse_item(entry, f, where)
             name = item.model.id if isinstance(item.model, RuleModel) else item.model.derive
             if name in seen:
-                raise PackError(f"{item.where()}: {item.label} is defined twice "
-                                f"(first at {seen[name]})")
+                raise PackError(
+                    f"{item.where()}: {item.label} is defined twice (first at {seen[name]})"
+                )
             seen[name] = item.where()
             items.append(item)
     return PackSource(folder, pack, raw, tuple(items), digest.hexdigest()[:16])

@@ -61,8 +61,11 @@ class Plan:
         for lk in self.lookups.values():
             roots += [lk.as_of, *(e for _, e in lk.keys), *(e for _, e in lk.prefer)]
         for r in self.rules:
-            roots += [r.when, *(e for _, e in r.sets),
-                      *(p.expr for p in r.message if p.expr is not None)]
+            roots += [
+                r.when,
+                *(e for _, e in r.sets),
+                *(p.expr for p in r.message if p.expr is not None),
+            ]
         out: dict[str, set[str]] = {"claim": set(), "line": set()}
         for root in roots:
             for node in ir.walk(root):

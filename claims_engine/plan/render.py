@@ -48,8 +48,10 @@ def render_expr(e: ir.Expr) -> str:
         return f"{e.fn}(lines{''.join(', ' + p for p in parts)})"
     if isinstance(e, ir.Window):
         sp = e.spec
-        parts = [f"by {', '.join(render_expr(p) for p in sp.partition)}",
-                 f"order {', '.join(render_expr(o) for o in sp.order)}"]
+        parts = [
+            f"by {', '.join(render_expr(p) for p in sp.partition)}",
+            f"order {', '.join(render_expr(o) for o in sp.order)}",
+        ]
         if sp.where is not None:
             parts.append(f"where {render_expr(sp.where)}")
         if sp.day is not None and sp.days is not None:
@@ -73,7 +75,8 @@ def render_plan(plan: Plan) -> str:
         out.append(
             f"lookup {lk.name} [{lk.level}] in {tables} on {keys or '-'}"
             + (f" prefer {prefer}" if prefer else "")
-            + f" as of {render_expr(lk.as_of)}" + (" required" if lk.required else "")
+            + f" as of {render_expr(lk.as_of)}"
+            + (" required" if lk.required else "")
         )
     for name, (level, expr) in plan.derived.items():
         stage = STAGE_NAMES[plan.derived_stage[name]]
@@ -83,8 +86,9 @@ def render_plan(plan: Plan) -> str:
         out.append(f"  when {render_expr(r.when)}")
         for target, x in r.sets:
             out.append(f"  set {target} = {render_expr(x)}")
-        msg = "".join(p.text if p.expr is None else "{" + render_expr(p.expr) + "}"
-                      for p in r.message)
+        msg = "".join(
+            p.text if p.expr is None else "{" + render_expr(p.expr) + "}" for p in r.message
+        )
         out.append(f"  message {msg}")
     shared = sorted(render_expr(e) for e in plan.cacheable)
     out.append(f"shared subexpressions: {len(shared)}")

@@ -13,8 +13,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
-
 from builders import tables
+
 from claims_engine.cli import run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,8 +36,11 @@ LINES = [
 ]
 
 
-def write_batch(folder: Path, claims: list[dict[str, Any]] | None = None,
-                lines: list[dict[str, Any]] | None = None) -> Path:
+def write_batch(
+    folder: Path,
+    claims: list[dict[str, Any]] | None = None,
+    lines: list[dict[str, Any]] | None = None,
+) -> Path:
     from datetime import date
     from decimal import Decimal
 
@@ -53,8 +56,9 @@ def write_batch(folder: Path, claims: list[dict[str, Any]] | None = None,
             out.append(r)
         return out
 
-    c, ln = tables(norm(claims if claims is not None else CLAIMS),
-                   norm(lines if lines is not None else LINES))
+    c, ln = tables(
+        norm(claims if claims is not None else CLAIMS), norm(lines if lines is not None else LINES)
+    )
     folder.mkdir(parents=True, exist_ok=True)
     pq.write_table(c, folder / "claims.parquet")
     pq.write_table(ln, folder / "lines.parquet")
@@ -62,8 +66,18 @@ def write_batch(folder: Path, claims: list[dict[str, Any]] | None = None,
 
 
 def adjudicate(batch: Path, out: Path, *extra: str) -> int:
-    return run(["adjudicate", str(batch), "--out", str(out), "--reference", str(REFERENCE),
-                "--quiet", *extra])
+    return run(
+        [
+            "adjudicate",
+            str(batch),
+            "--out",
+            str(out),
+            "--reference",
+            str(REFERENCE),
+            "--quiet",
+            *extra,
+        ]
+    )
 
 
 def test_adjudicate_writes_every_claim_and_line_once(tmp_path: Path) -> None:
@@ -71,10 +85,18 @@ def test_adjudicate_writes_every_claim_and_line_once(tmp_path: Path) -> None:
     out = tmp_path / "out"
     assert adjudicate(batch, out) == 0
     files = {p.name for p in out.iterdir()}
-    assert files == {"approved.parquet", "rejected.parquet", "flagged.parquet", "lines.parquet",
-                     "reasons.parquet", "summary.json"}
-    decided = {name: pq.read_table(out / f"{name}.parquet").to_pylist()
-               for name in ("approved", "rejected", "flagged")}
+    assert files == {
+        "approved.parquet",
+        "rejected.parquet",
+        "flagged.parquet",
+        "lines.parquet",
+        "reasons.parquet",
+        "summary.json",
+    }
+    decided = {
+        name: pq.read_table(out / f"{name}.parquet").to_pylist()
+        for name in ("approved", "rejected", "flagged")
+    }
     ids = sorted(c["claim_id"] for rows in decided.values() for c in rows)
     assert ids == ["A1", "A2", "A3", "A4"]
     assert [c["claim_id"] for c in decided["approved"]] == ["A1", "A4"]
@@ -84,10 +106,11 @@ def test_adjudicate_writes_every_claim_and_line_once(tmp_path: Path) -> None:
     lines = pq.read_table(out / "lines.parquet").to_pylist()
     assert len(lines) == len(LINES)
     assert [(r["claim_id"], r["line_no"]) for r in lines] == sorted(
-        (r["claim_id"], r["line_no"]) for r in lines)
-    orphan = [r for r in lines if r["claim_id"] == "ZZ"][0]
+        (r["claim_id"], r["line_no"]) for r in lines
+    )
+    orphan = next(r for r in lines if r["claim_id"] == "ZZ")
     assert orphan["decision"] == "rejected" and orphan["reason_codes"] == ["ORPHAN_LINE"]
-    price = [r for r in lines if r["claim_id"] == "A4" and r["line_no"] == 1][0]
+    price = next(r for r in lines if r["claim_id"] == "A4" and r["line_no"] == 1)
     assert price["decision"] == "adjusted"
     # paid at the ceiling 8860.000 x 2 = 17720.00 (low cost: 100%)
     assert str(price["eligible"]) == "17720.00"
@@ -97,7 +120,7 @@ def test_adjudicate_writes_every_claim_and_line_once(tmp_path: Path) -> None:
     assert summary["codes"]["ORPHAN_LINE"] == 1
     assert summary["pack"]["id"] == "vn_bhyt"
     reasons = pq.read_table(out / "reasons.parquet").to_pylist()
-    expired = [r for r in reasons if r["code"] == "CARD_EXPIRED"][0]
+    expired = next(r for r in reasons if r["code"] == "CARD_EXPIRED")
     assert expired["claim_id"] == "A3" and "2025-03-01" in expired["message"]
 
 
@@ -111,7 +134,8 @@ def test_rerun_is_identical_but_timings(tmp_path: Path) -> None:
     assert s1 == s2
     for name in ("approved", "rejected", "flagged", "lines", "reasons"):
         assert pq.read_table(tmp_path / "o1" / f"{name}.parquet").equals(
-            pq.read_table(tmp_path / "o2" / f"{name}.parquet"))
+            pq.read_table(tmp_path / "o2" / f"{name}.parquet")
+        )
 
 
 def test_malformed_value_rejects_its_claim_naming_the_field(tmp_path: Path) -> None:
@@ -131,13 +155,15 @@ def test_malformed_value_rejects_its_claim_naming_the_field(tmp_path: Path) -> N
     assert adjudicate(batch, out) == 0
     rejected = {c["claim_id"]: c for c in pq.read_table(out / "rejected.parquet").to_pylist()}
     assert rejected["A1"]["reason_codes"] == ["MALFORMED"]
-    reasons = [r for r in pq.read_table(out / "reasons.parquet").to_pylist()
-               if r["code"] == "MALFORMED"]
+    reasons = [
+        r for r in pq.read_table(out / "reasons.parquet").to_pylist() if r["code"] == "MALFORMED"
+    ]
     assert "quantity" in reasons[0]["message"] and "negative" in reasons[0]["message"]
 
 
-def test_missing_reference_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_reference_is_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("CLAIMS_ENGINE_REFERENCE", raising=False)
     batch = write_batch(tmp_path / "batch")
     code = run(["adjudicate", str(batch), "--out", str(tmp_path / "o"), "--quiet"])
@@ -145,8 +171,9 @@ def test_missing_reference_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "--reference" in capsys.readouterr().err
 
 
-def test_missing_required_column_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]
-                                           ) -> None:
+def test_missing_required_column_is_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     batch = write_batch(tmp_path / "batch")
     lines = pq.read_table(batch / "lines.parquet").drop_columns(["quantity"])
     pq.write_table(lines, batch / "lines.parquet")
@@ -163,31 +190,38 @@ def test_unreadable_file_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "claims.parquet" in capsys.readouterr().err
 
 
-def test_bad_pack_is_exit_2_with_position(tmp_path: Path, capsys: pytest.CaptureFixture[str]
-                                         ) -> None:
+def test_bad_pack_is_exit_2_with_position(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     pack = tmp_path / "pack"
     pack.mkdir()
     (pack / "pack.yaml").write_text("id: mini\nversion: '1'\n")
     (pack / "r.yaml").write_text(
         "- id: r.one\n  title: t\n  basis: b\n  level: claim\n  severity: flag\n"
-        "  code: X\n  when: card_numb == 'x'\n  message: m\n")
+        "  code: X\n  when: card_numb == 'x'\n  message: m\n"
+    )
     batch = write_batch(tmp_path / "batch")
     assert adjudicate(batch, tmp_path / "o", "--rules", str(pack)) == 2
     msg = capsys.readouterr().err
     assert "r.yaml:7" in msg and "card_no" in msg
 
 
-def test_reference_not_covering_a_date_is_exit_2(tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    batch = write_batch(tmp_path / "batch", [{"claim_id": "OLD", "admitted_at": "x"}][:0] or
-                        [{"claim_id": "A1"}], [{"claim_id": "A1"}])
+def test_reference_not_covering_a_date_is_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    batch = write_batch(
+        tmp_path / "batch",
+        [{"claim_id": "OLD", "admitted_at": "x"}][:0] or [{"claim_id": "A1"}],
+        [{"claim_id": "A1"}],
+    )
     ref = tmp_path / "ref"
     ref.mkdir()
     for f in REFERENCE.iterdir():
         (ref / f.name).write_bytes(f.read_bytes())
     (ref / "base_salary.csv").write_text('"valid_from","amount"\n2026-01-01,2340000.00\n')
-    code = run(["adjudicate", str(batch), "--out", str(tmp_path / "o"), "--reference", str(ref),
-                "--quiet"])
+    code = run(
+        ["adjudicate", str(batch), "--out", str(tmp_path / "o"), "--reference", str(ref), "--quiet"]
+    )
     assert code == 2
     msg = capsys.readouterr().err
     assert "base_salary" in msg and "2025-03-10" in msg
@@ -216,9 +250,22 @@ def test_real_process_no_traceback(tmp_path: Path) -> None:
     """The installed entry point, as a user runs it: exit code 2, one line, no traceback."""
     env = {**os.environ, "CLAIMS_ENGINE_REFERENCE": ""}
     proc = subprocess.run(
-        [sys.executable, "-m", "claims_engine.cli", "adjudicate", str(tmp_path / "missing"),
-         "--out", str(tmp_path / "o"), "--reference", str(REFERENCE)],
-        capture_output=True, text=True, env=env, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "claims_engine.cli",
+            "adjudicate",
+            str(tmp_path / "missing"),
+            "--out",
+            str(tmp_path / "o"),
+            "--reference",
+            str(REFERENCE),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "missing" in proc.stderr

@@ -19,8 +19,20 @@ from tests.e2e.test_cli import REFERENCE, write_batch
 
 
 def adjudicate(batch: Path, out: Path, history: Path, *extra: str) -> int:
-    return run(["adjudicate", str(batch), "--out", str(out), "--reference", str(REFERENCE),
-                "--history", str(history), "--quiet", *extra])
+    return run(
+        [
+            "adjudicate",
+            str(batch),
+            "--out",
+            str(out),
+            "--reference",
+            str(REFERENCE),
+            "--history",
+            str(history),
+            "--quiet",
+            *extra,
+        ]
+    )
 
 
 def decisions(out: Path) -> dict[str, tuple[str, list[str]]]:
@@ -40,8 +52,9 @@ def test_duplicates_across_batches_and_idempotent_reruns(tmp_path: Path) -> None
     history = tmp_path / "history"
     night1 = write_batch(tmp_path / "n1", [{"claim_id": "N1-1"}], [{"claim_id": "N1-1"}])
     # the same person, facility and admission, resubmitted under a new claim id the next night
-    night2 = write_batch(tmp_path / "n2", [{"claim_id": "A-0", "card_no": "HT3010123456789"}],
-                         [{"claim_id": "A-0"}])
+    night2 = write_batch(
+        tmp_path / "n2", [{"claim_id": "A-0", "card_no": "HT3010123456789"}], [{"claim_id": "A-0"}]
+    )
     assert adjudicate(night1, tmp_path / "o1", history, "--batch-id", "night1") == 0
     assert decisions(tmp_path / "o1")["N1-1"] == ("approved", [])
     assert adjudicate(night2, tmp_path / "o2", history, "--batch-id", "night2") == 0
@@ -67,7 +80,8 @@ def test_a_resubmission_replaces_the_history_claim(tmp_path: Path) -> None:
 
 
 def test_a_run_killed_at_any_moment_leaves_everything_consistent(tmp_path: Path) -> None:
-    from claims_engine.fixtures.generator import generate_batch, write_batch as write_gen
+    from claims_engine.fixtures.generator import generate_batch
+    from claims_engine.fixtures.generator import write_batch as write_gen
     from claims_engine.io.reference import load_reference
 
     history, out = tmp_path / "history", tmp_path / "out"
@@ -78,8 +92,22 @@ def test_a_run_killed_at_any_moment_leaves_everything_consistent(tmp_path: Path)
     assert adjudicate(first, out, history, "--batch-id", "one") == 0
     before_outputs = {p.name: p.read_bytes() for p in out.iterdir()}
     before_history = counts(history)
-    cmd = [sys.executable, "-m", "claims_engine.cli", "adjudicate", str(second), "--out", str(out),
-           "--reference", str(REFERENCE), "--history", str(history), "--batch-id", "two", "-q"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "claims_engine.cli",
+        "adjudicate",
+        str(second),
+        "--out",
+        str(out),
+        "--reference",
+        str(REFERENCE),
+        "--history",
+        str(history),
+        "--batch-id",
+        "two",
+        "-q",
+    ]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     for delay in (0.5, 1.5, 3.0):  # kill at different stages of the run
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -11,14 +11,18 @@ from typing import Any
 import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from builders import batch  # noqa: E402
+from builders import batch
 
-from claims_engine import adjudicate, engine  # noqa: E402
-from claims_engine.plan.plan import Plan  # noqa: E402
+from claims_engine import adjudicate, engine
+from claims_engine.plan.plan import Plan
 
 
-def run(plan: Plan, reference: dict[str, pa.Table], claims: list[dict[str, Any]],
-        lines: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def run(
+    plan: Plan,
+    reference: dict[str, pa.Table],
+    claims: list[dict[str, Any]],
+    lines: list[dict[str, Any]],
+) -> dict[str, dict[str, Any]]:
     result = adjudicate.build(engine.run(plan, batch(claims, lines), reference), plan, "t")
     out = {}
     for table in (result.approved, result.rejected, result.flagged):
@@ -31,7 +35,9 @@ def run(plan: Plan, reference: dict[str, pa.Table], claims: list[dict[str, Any]]
 T0 = datetime(2025, 3, 10, 8, 0)
 
 
-def test_duplicate_claim_same_person_despite_new_group_letters(plan: Plan, reference: dict[str, pa.Table]) -> None:
+def test_duplicate_claim_same_person_despite_new_group_letters(
+    plan: Plan, reference: dict[str, pa.Table]
+) -> None:
     claims = [
         {"claim_id": "B2", "card_no": "HT3010123456789"},  # same holder, other group letters
         {"claim_id": "A1", "card_no": "DN4010123456789"},
@@ -48,7 +54,11 @@ def test_duplicate_claim_same_person_despite_new_group_letters(plan: Plan, refer
 def test_duplicate_line_needs_another_claim(plan: Plan, reference: dict[str, pa.Table]) -> None:
     claims = [
         {"claim_id": "A1"},
-        {"claim_id": "A2", "admitted_at": T0.replace(hour=14), "discharged_at": T0.replace(hour=16)},
+        {
+            "claim_id": "A2",
+            "admitted_at": T0.replace(hour=14),
+            "discharged_at": T0.replace(hour=16),
+        },
     ]
     lines = [
         {"claim_id": "A1", "line_no": 1},
@@ -67,9 +77,24 @@ def test_duplicate_line_needs_another_claim(plan: Plan, reference: dict[str, pa.
 def test_overlapping_inpatient_stays(plan: Plan, reference: dict[str, pa.Table]) -> None:
     stay = {"visit_type": 3, "treatment_days": None}
     claims = [
-        {"claim_id": "S1", **stay, "admitted_at": datetime(2025, 3, 1, 8), "discharged_at": datetime(2025, 3, 5, 8)},
-        {"claim_id": "S2", **stay, "admitted_at": datetime(2025, 3, 4, 8), "discharged_at": datetime(2025, 3, 6, 8)},
-        {"claim_id": "S3", **stay, "admitted_at": datetime(2025, 3, 6, 8), "discharged_at": datetime(2025, 3, 7, 8)},
+        {
+            "claim_id": "S1",
+            **stay,
+            "admitted_at": datetime(2025, 3, 1, 8),
+            "discharged_at": datetime(2025, 3, 5, 8),
+        },
+        {
+            "claim_id": "S2",
+            **stay,
+            "admitted_at": datetime(2025, 3, 4, 8),
+            "discharged_at": datetime(2025, 3, 6, 8),
+        },
+        {
+            "claim_id": "S3",
+            **stay,
+            "admitted_at": datetime(2025, 3, 6, 8),
+            "discharged_at": datetime(2025, 3, 7, 8),
+        },
     ]
     lines = [{"claim_id": c["claim_id"], "ordered_at": c["admitted_at"]} for c in claims]
     out = run(plan, reference, claims, lines)
@@ -78,13 +103,25 @@ def test_overlapping_inpatient_stays(plan: Plan, reference: dict[str, pa.Table])
     assert "OVERLAPPING_STAY" not in out["S3"]["reason_codes"]  # admitted exactly at discharge
 
 
-def test_frequency_limit_counts_lines_in_the_window(plan: Plan, reference: dict[str, pa.Table]) -> None:
+def test_frequency_limit_counts_lines_in_the_window(
+    plan: Plan, reference: dict[str, pa.Table]
+) -> None:
     # 24.3683.8610: at most 2 in 7 days (bundled frequency_limits)
-    item = {"kind": "service", "item_code": "24.3683.8610", "unit_price": Decimal("191400.000"),
-            "group_code": 1}
+    item = {
+        "kind": "service",
+        "item_code": "24.3683.8610",
+        "unit_price": Decimal("191400.000"),
+        "group_code": 1,
+    }
     days = [1, 2, 3, 8, 9]  # the 3rd (day 3) exceeds; day 8 sees days 2,3 -> 2 earlier: exceeds
-    claims = [{"claim_id": f"F{d}", "admitted_at": datetime(2025, 3, d, 8),
-               "discharged_at": datetime(2025, 3, d, 10)} for d in days]
+    claims = [
+        {
+            "claim_id": f"F{d}",
+            "admitted_at": datetime(2025, 3, d, 8),
+            "discharged_at": datetime(2025, 3, d, 10),
+        }
+        for d in days
+    ]
     lines = [{"claim_id": f"F{d}", **item, "ordered_at": datetime(2025, 3, d, 9)} for d in days]
     out = run(plan, reference, claims, lines)
     hit = {d: "FREQUENCY_LIMIT" in out["_lines"][(f"F{d}", 1)]["reason_codes"] for d in days}
@@ -100,13 +137,20 @@ def _history(claims: list[dict[str, Any]], lines: list[dict[str, Any]]) -> engin
     return engine.History(c, ln)
 
 
-def run_with_history(plan: Plan, reference: dict[str, pa.Table], history: engine.History,
-                     claims: list[dict[str, Any]], lines: list[dict[str, Any]]
-                     ) -> dict[str, dict[str, Any]]:
+def run_with_history(
+    plan: Plan,
+    reference: dict[str, pa.Table],
+    history: engine.History,
+    claims: list[dict[str, Any]],
+    lines: list[dict[str, Any]],
+) -> dict[str, dict[str, Any]]:
     outcome = engine.run(plan, batch(claims, lines), reference, history=history)
     result = adjudicate.build(outcome, plan, "t")
-    return {r["claim_id"]: r for t in (result.approved, result.rejected, result.flagged)
-            for r in t.to_pylist()}
+    return {
+        r["claim_id"]: r
+        for t in (result.approved, result.rejected, result.flagged)
+        for r in t.to_pylist()
+    }
 
 
 def test_history_is_earlier_than_the_batch(plan: Plan, reference: dict[str, pa.Table]) -> None:
@@ -117,28 +161,47 @@ def test_history_is_earlier_than_the_batch(plan: Plan, reference: dict[str, pa.T
     assert "DUPLICATE_CLAIM" in out["A0"]["reason_codes"]
 
 
-def test_a_resubmission_replaces_its_history_claim(plan: Plan, reference: dict[str, pa.Table]
-                                                   ) -> None:
+def test_a_resubmission_replaces_its_history_claim(
+    plan: Plan, reference: dict[str, pa.Table]
+) -> None:
     history = _history([{"claim_id": "A0"}], [{"claim_id": "A0"}])
     out = run_with_history(plan, reference, history, [{"claim_id": "A0"}], [{"claim_id": "A0"}])
     assert out["A0"]["reason_codes"] == []  # same claim_id and facility: not a duplicate
-    other = run_with_history(plan, reference, history,
-                             [{"claim_id": "A0", "facility_id": "01102"}],
-                             [{"claim_id": "A0"}])
+    other = run_with_history(
+        plan, reference, history, [{"claim_id": "A0", "facility_id": "01102"}], [{"claim_id": "A0"}]
+    )
     assert "DUPLICATE_CLAIM" not in other["A0"]["reason_codes"]  # other facility: no duplicate
 
 
 def test_frequency_limit_counts_history_lines(plan: Plan, reference: dict[str, pa.Table]) -> None:
-    item = {"kind": "service", "item_code": "23.2783.5221", "unit_price": Decimal("149000.000"),
-            "group_code": 1}  # at most 1 in 7 days
+    item = {
+        "kind": "service",
+        "item_code": "23.2783.5221",
+        "unit_price": Decimal("149000.000"),
+        "group_code": 1,
+    }  # at most 1 in 7 days
     history = _history(
-        [{"claim_id": "H1", "admitted_at": datetime(2025, 3, 5, 8),
-          "discharged_at": datetime(2025, 3, 5, 10)}],
-        [{"claim_id": "H1", **item, "ordered_at": datetime(2025, 3, 5, 9)}])
-    claims = [{"claim_id": "N1", "admitted_at": datetime(2025, 3, 10, 8),
-               "discharged_at": datetime(2025, 3, 10, 10)},
-              {"claim_id": "N2", "admitted_at": datetime(2025, 3, 20, 8),
-               "discharged_at": datetime(2025, 3, 20, 10)}]
+        [
+            {
+                "claim_id": "H1",
+                "admitted_at": datetime(2025, 3, 5, 8),
+                "discharged_at": datetime(2025, 3, 5, 10),
+            }
+        ],
+        [{"claim_id": "H1", **item, "ordered_at": datetime(2025, 3, 5, 9)}],
+    )
+    claims = [
+        {
+            "claim_id": "N1",
+            "admitted_at": datetime(2025, 3, 10, 8),
+            "discharged_at": datetime(2025, 3, 10, 10),
+        },
+        {
+            "claim_id": "N2",
+            "admitted_at": datetime(2025, 3, 20, 8),
+            "discharged_at": datetime(2025, 3, 20, 10),
+        },
+    ]
     lines = [{"claim_id": c["claim_id"], **item, "ordered_at": c["admitted_at"]} for c in claims]
     out = run_with_history(plan, reference, history, claims, lines)
     assert "FREQUENCY_LIMIT" in out["N1"]["reason_codes"]  # 2025-03-05 is within 7 days

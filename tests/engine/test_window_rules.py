@@ -12,11 +12,11 @@ import pyarrow as pa
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from builders import batch  # noqa: E402
+from builders import batch
 
-from claims_engine import adjudicate, engine  # noqa: E402
-from claims_engine.errors import PackError  # noqa: E402
-from claims_engine.plan.compiler import compile_pack  # noqa: E402
+from claims_engine import adjudicate, engine
+from claims_engine.errors import PackError
+from claims_engine.plan.compiler import compile_pack
 
 RULES = """
 - id: visits.too_many
@@ -96,8 +96,12 @@ def mini_plan(tmp_path_factory: pytest.TempPathFactory) -> Any:
     return compile_pack(folder)
 
 
-def codes(plan: Any, reference: dict[str, pa.Table], claims: list[dict[str, Any]],
-          lines: list[dict[str, Any]]) -> dict[Any, list[str]]:
+def codes(
+    plan: Any,
+    reference: dict[str, pa.Table],
+    claims: list[dict[str, Any]],
+    lines: list[dict[str, Any]],
+) -> dict[Any, list[str]]:
     result = adjudicate.build(engine.run(plan, batch(claims, lines), reference), plan, "t")
     out: dict[Any, list[str]] = {}
     for t in (result.approved, result.rejected, result.flagged):
@@ -109,8 +113,12 @@ def codes(plan: Any, reference: dict[str, pa.Table], claims: list[dict[str, Any]
 
 
 def visit(cid: str, day: int, month: int = 3, year: int = 2025, **kw: Any) -> dict[str, Any]:
-    return {"claim_id": cid, "admitted_at": datetime(year, month, day, 8),
-            "discharged_at": datetime(year, month, day, 9), **kw}
+    return {
+        "claim_id": cid,
+        "admitted_at": datetime(year, month, day, 8),
+        "discharged_at": datetime(year, month, day, 9),
+        **kw,
+    }
 
 
 def test_visits_in_30_days(mini_plan: Any, reference: dict[str, pa.Table]) -> None:
@@ -124,8 +132,10 @@ def test_item_pairs_reject_the_second(mini_plan: Any, reference: dict[str, pa.Ta
     claims = [visit("P1", 1), visit("P2", 1)]
     claims[1]["admitted_at"] = datetime(2025, 3, 1, 10)
     claims[1]["discharged_at"] = datetime(2025, 3, 1, 11)
-    lines = [{"claim_id": "P1", "item_code": "A1", "ordered_at": datetime(2025, 3, 1, 8, 30)},
-             {"claim_id": "P2", "item_code": "B1", "ordered_at": datetime(2025, 3, 1, 10, 30)}]
+    lines = [
+        {"claim_id": "P1", "item_code": "A1", "ordered_at": datetime(2025, 3, 1, 8, 30)},
+        {"claim_id": "P2", "item_code": "B1", "ordered_at": datetime(2025, 3, 1, 10, 30)},
+    ]
     out = codes(mini_plan, reference, claims, lines)
     assert "PAIR_SAME_DAY" not in out[("P1", 1)]
     assert "PAIR_SAME_DAY" in out[("P2", 1)]
@@ -133,8 +143,11 @@ def test_item_pairs_reject_the_second(mini_plan: Any, reference: dict[str, pa.Ta
 
 def test_required_item_in_the_same_claim(mini_plan: Any, reference: dict[str, pa.Table]) -> None:
     claims = [visit("R", 1), visit("S", 2)]
-    lines = [{"claim_id": "R", "item_code": "R1"}, {"claim_id": "R", "line_no": 2, "item_code": "R2"},
-             {"claim_id": "S", "item_code": "R1", "ordered_at": datetime(2025, 3, 2, 8, 30)}]
+    lines = [
+        {"claim_id": "R", "item_code": "R1"},
+        {"claim_id": "R", "line_no": 2, "item_code": "R2"},
+        {"claim_id": "S", "item_code": "R1", "ordered_at": datetime(2025, 3, 2, 8, 30)},
+    ]
     out = codes(mini_plan, reference, claims, lines)
     assert "REQUIRES_ITEM" not in out[("R", 1)]
     assert "REQUIRES_ITEM" in out[("S", 1)]
@@ -143,20 +156,26 @@ def test_required_item_in_the_same_claim(mini_plan: Any, reference: dict[str, pa
 def test_practitioner_in_two_facilities(mini_plan: Any, reference: dict[str, pa.Table]) -> None:
     at = datetime(2025, 3, 1, 8, 30)
     claims = [visit("D1", 1), visit("D2", 1, card_no="DN4010999999999", facility_id="01102")]
-    lines = [{"claim_id": "D1", "practitioner": "BS9", "performed_at": at},
-             {"claim_id": "D2", "practitioner": "BS9", "performed_at": at}]
+    lines = [
+        {"claim_id": "D1", "practitioner": "BS9", "performed_at": at},
+        {"claim_id": "D2", "practitioner": "BS9", "performed_at": at},
+    ]
     out = codes(mini_plan, reference, claims, lines)
     assert out[("D1", 1)] == []
     assert out[("D2", 1)] == ["PRACTITIONER_TWO_PLACES"]
 
 
 def test_calendar_year_windows(mini_plan: Any, reference: dict[str, pa.Table]) -> None:
-    claims = [visit("Y1a", 1, month=2), visit("Y1b", 1, month=11), visit("Y1c", 5, month=1,
-                                                                            year=2026,
-                                                                            card_valid_to=None)]
+    claims = [
+        visit("Y1a", 1, month=2),
+        visit("Y1b", 1, month=11),
+        visit("Y1c", 5, month=1, year=2026, card_valid_to=None),
+    ]
     claims[2]["card_valid_to"] = datetime(2026, 12, 31).date()
-    lines = [{"claim_id": c["claim_id"], "item_code": "Y1", "ordered_at": c["admitted_at"]}
-             for c in claims]
+    lines = [
+        {"claim_id": c["claim_id"], "item_code": "Y1", "ordered_at": c["admitted_at"]}
+        for c in claims
+    ]
     out = codes(mini_plan, reference, claims, lines)
     assert "YEARLY_LIMIT" not in out[("Y1a", 1)]
     assert "YEARLY_LIMIT" in out[("Y1b", 1)]
@@ -169,6 +188,7 @@ def test_window_day_must_lead_the_order(tmp_path: Path) -> None:
         "- id: r.x\n  title: t\n  basis: b\n  level: claim\n  severity: flag\n  code: X\n"
         "  window:\n    partition: [card_holder]\n    order: [admitted_at]\n"
         "    day: admission_date\n    days: 3\n    measures: {n: count()}\n"
-        "  when: window.n > 0\n  message: m\n")
+        "  when: window.n > 0\n  message: m\n"
+    )
     with pytest.raises(PackError, match="first order key"):
         compile_pack(tmp_path)

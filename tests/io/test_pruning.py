@@ -10,11 +10,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from builders import tables  # noqa: E402
+from builders import tables
 
-from claims_engine.io.batch import read_batch  # noqa: E402
-from claims_engine.io.pruning import unread_columns  # noqa: E402
-from claims_engine.schema import LINE_COLUMNS  # noqa: E402
+from claims_engine.io.batch import read_batch
+from claims_engine.io.pruning import unread_columns
+from claims_engine.schema import LINE_COLUMNS
 
 NEEDED = {"claim": frozenset({"claim_id"}), "line": frozenset({"claim_id", "kind", "line_no"})}
 
@@ -38,8 +38,9 @@ def test_valid_unneeded_columns_are_not_read(tmp_path: Path) -> None:
 
 def test_a_bad_unneeded_column_is_still_read_and_reported(tmp_path: Path) -> None:
     folder = _write(tmp_path / "b", [{"claim_id": "C1", "patient_copay": Decimal("-1.00")}])
-    assert "patient_copay" not in unread_columns(folder / "lines.parquet", LINE_COLUMNS,
-                                                 NEEDED["line"])
+    assert "patient_copay" not in unread_columns(
+        folder / "lines.parquet", LINE_COLUMNS, NEEDED["line"]
+    )
     batch = read_batch(folder, NEEDED)
     assert "patient_copay" in batch.lines.column_names
     assert "patient_copay: -1.00 is negative" in batch.line_errors[0].as_py()

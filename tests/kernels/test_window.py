@@ -8,7 +8,9 @@ from hypothesis import strategies as st
 
 from claims_engine.kernels import window
 
-Row = tuple[int, int, int, int, bool, bool, int, int]  # part, src, o1, o2, keyed, counted, day, value
+Row = tuple[
+    int, int, int, int, bool, bool, int, int
+]  # part, src, o1, o2, keyed, counted, day, value
 
 
 def _earlier(rows: list[Row], i: int) -> list[int]:
@@ -26,9 +28,19 @@ def _earlier(rows: list[Row], i: int) -> list[int]:
 
 
 rows_strategy = st.lists(
-    st.tuples(st.integers(0, 3), st.integers(0, 1), st.integers(0, 4), st.integers(0, 2),
-              st.booleans(), st.booleans(), st.integers(0, 20), st.integers(-50, 50)),
-    min_size=0, max_size=40)
+    st.tuples(
+        st.integers(0, 3),
+        st.integers(0, 1),
+        st.integers(0, 4),
+        st.integers(0, 2),
+        st.booleans(),
+        st.booleans(),
+        st.integers(0, 20),
+        st.integers(-50, 50),
+    ),
+    min_size=0,
+    max_size=40,
+)
 
 
 def _sorted(rows: list[Row]) -> window.Sorted:
@@ -58,8 +70,9 @@ def test_count_and_sum_match_brute_force(rows: list[Row]) -> None:
     w = (counted[perm] & s.keyed).astype(np.int64)
     zero = np.zeros(n, dtype=np.int64)
     count = window.count_sum(w, s.part_start, s.tie_start, s.batch_start, zero, zero, False)
-    total = window.count_sum(w * values[perm], s.part_start, s.tie_start, s.batch_start, zero,
-                             zero, False)
+    total = window.count_sum(
+        w * values[perm], s.part_start, s.tie_start, s.batch_start, zero, zero, False
+    )
     for pos, i in enumerate(perm):
         earlier = _earlier(rows, int(i))
         assert count[pos] == len(earlier)
@@ -78,8 +91,7 @@ def test_day_windows_match_brute_force(rows: list[Row], width: int) -> None:
     perm = s.order
     w = (counted[perm] & s.keyed).astype(np.int64)
     lo = day - width + 1
-    count = window.count_sum(w, s.part_start, s.tie_start, s.batch_start, day[perm], lo[perm],
-                             True)
+    count = window.count_sum(w, s.part_start, s.tie_start, s.batch_start, day[perm], lo[perm], True)
     for pos, i in enumerate(perm):
         if rows[int(i)][1] == 0:
             continue  # history rows are never judged

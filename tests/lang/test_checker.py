@@ -261,7 +261,11 @@ def test_null_is_accepted_where_a_condition_is_expected() -> None:
             "claim",
             "any() aggregates a claim's lines: write any(lines, <condition>)",
         ),
-        ("sum(lines, sum(lines, quantity)) > 1", "line", "sum(lines, ...) cannot be nested in another aggregate"),
+        (
+            "sum(lines, sum(lines, quantity)) > 1",
+            "line",
+            "sum(lines, ...) cannot be nested in another aggregate",
+        ),
         (
             "sum(lines, count(lines)) > 1",
             "claim",
