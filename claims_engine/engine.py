@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -352,6 +353,11 @@ class _Run:
         return np.asarray(np.where(ok, out, 0))
 
 
+# Below this many lines, parallel kernels cost more in thread wake-ups than they save:
+# a hospital's one-claim pre-validation runs single-threaded.
+SMALL_BATCH_LINES = 50_000
+
+
 def run(
     plan: Plan,
     batch: Batch,
@@ -360,7 +366,13 @@ def run(
     history: History | None = None,
 ) -> Outcome:
     """Evaluate ``plan`` on ``batch`` against reference tables (and earlier batches)."""
-    return _Run(plan, batch, reference, progress, history).run()
+    threads = numba.get_num_threads()
+    if batch.lines.num_rows < SMALL_BATCH_LINES:
+        numba.set_num_threads(1)
+    try:
+        return _Run(plan, batch, reference, progress, history).run()
+    finally:
+        numba.set_num_threads(threads)
 
 
 __all__ = ["Outcome", "RuleHits", "pc", "run"]
