@@ -189,11 +189,40 @@ class _Run:
             ok &= d <= (rule.effective_to - epoch).days
         return ok
 
+    def _uses(self, e: ir.Expr, seen: set[ir.Expr]) -> None:
+        """Every node evaluating ``e`` touches: through named values and lookups too."""
+        for node in ir.walk(e):
+            if node in seen:
+                continue
+            seen.add(node)
+            if isinstance(node, ir.Derived):
+                self._uses(self.plan.derived[node.name][1], seen)
+            elif isinstance(node, ir.LookupField | ir.LookupExists):
+                lk = self.plan.lookups[node.lookup]
+                for x in (lk.as_of, *(k for _, k in lk.keys), *(k for _, k in lk.prefer)):
+                    self._uses(x, seen)
+
+    def _still_needed(self, rules: tuple[CompiledRule, ...]) -> list[set[ir.Expr]]:
+        """For each rule, the nodes that it or a later rule of the stage (or a set) reads."""
+        later: set[ir.Expr] = set()
+        for rule in rules:
+            for _, x in rule.sets:
+                self._uses(x, later)
+        out: list[set[ir.Expr]] = []
+        for rule in reversed(rules):
+            out.append(set(later))
+            self._uses(rule.when, later)
+            for part in rule.message:
+                if part.expr is not None:
+                    self._uses(part.expr, later)
+        return out[::-1]
+
     def run_rules(
         self, rules: tuple[CompiledRule, ...], claim_mask: Array, line_mask: Array
     ) -> list[tuple[CompiledRule, Array]]:
         fired = []
-        for rule in rules:
+        needed_after = self._still_needed(rules)
+        for i, rule in enumerate(rules):
             ev = self.ev(rule.level)
             mask = claim_mask if rule.level == "claim" else line_mask
             hit = ev.truth(rule.when) & mask
@@ -212,6 +241,13 @@ class _Run:
                 )
             )
             fired.append((rule, hit))
+            # a window's sort and key codes serve one rule: free them (~250 MB per
+            # 8M lines each); re-encoding a shared key costs less than holding it
+            ev.windows.clear()
+            ev.window_codes.clear()
+            for level_ev in (self.cev, self.lev):  # drop what no later rule reads
+                for node in [k for k in level_ev.cache if k not in needed_after[i]]:
+                    del level_ev.cache[node]
         return fired
 
     def apply_sets(self, fired: list[tuple[CompiledRule, Array]]) -> None:
@@ -336,8 +372,10 @@ class _Run:
 
     def _release(self, keep: tuple[str, ...]) -> None:
         """Drop cached intermediate columns (lookup matches stay: they are reused)."""
-        self.cev.cache.clear()
-        self.lev.cache.clear()
+        for ev in (self.cev, self.lev):
+            ev.cache.clear()
+            ev.windows.clear()
+            ev.window_codes.clear()
         self.effective = {k: v for k, v in self.effective.items() if k in keep}
 
     def _eligible(self, rejected: Array) -> Array:
