@@ -117,11 +117,16 @@ def adjudicate_batch(
         if history_dir is not None:
             progress("history")
             store = HistoryStore(history_dir)
+            # only the columns the rules read (history rows are never output)
+            used = engine.needed_fields(inputs.plan)
+            keys = {"claim_id", "facility_id"}
             past = store.read(
                 card_holders(batch),
                 history_since(batch, inputs.plan),
                 exclude_batch=bid,
                 exclude_claims=batch.claims.select(["claim_id", "facility_id"]),
+                claim_columns=sorted(used["claim"] | keys),
+                line_columns=sorted(used["line"] | keys),
             )
             timings["history.read"] = time.perf_counter() - t2
         progress("evaluate")
