@@ -126,6 +126,10 @@ def drop_resubmitted(history: History, batch_claims: pa.Table) -> History:
     return History(history.claims.filter(keep_claims), history.lines.filter(keep_lines))
 
 
+def _has_window(rule: CompiledRule) -> bool:
+    return any(isinstance(node, ir.Window) for node in ir.walk(rule.when))
+
+
 class _Run:
     def __init__(
         self,
@@ -223,6 +227,7 @@ class _Run:
         fired = []
         needed_after = self._still_needed(rules)
         for i, rule in enumerate(rules):
+            started = time.perf_counter()
             ev = self.ev(rule.level)
             mask = claim_mask if rule.level == "claim" else line_mask
             hit = ev.truth(rule.when) & mask
@@ -241,6 +246,9 @@ class _Run:
                 )
             )
             fired.append((rule, hit))
+            # time per kind of rule: window (card-holder) rules apart from row rules
+            kind = "rules.window" if _has_window(rule) else "rules.row"
+            self.timings[kind] = self.timings.get(kind, 0.0) + time.perf_counter() - started
             # a window's sort and key codes serve one rule: free them (~250 MB per
             # 8M lines each); re-encoding a shared key costs less than holding it
             ev.windows.clear()
@@ -287,6 +295,7 @@ class _Run:
     def run(self) -> Outcome:
         t0 = time.perf_counter()
         self.check_required_lookups()
+        self.timings["lookups.required"] = time.perf_counter() - t0
         row = self.intake.line_claim_row
         safe_row = np.maximum(row, 0)
         self.progress("input rules")

@@ -454,22 +454,69 @@ class Evaluator:
         hist = self.history.truth(e) if self.history is not None else np.zeros(0, dtype=bool)
         return np.concatenate((hist, self.truth(e)))
 
+    def _key_parts(
+        self, exprs: tuple[ir.Expr, ...], ordered: bool
+    ) -> list[tuple[Array, int, Array]]:
+        """Codes of each key; in a line window, consecutive claim values are combined
+        per claim first, so millions of lines get one spread claim code, not several."""
+        out: list[tuple[Array, int, Array]] = []
+        i = 0
+        while i < len(exprs):
+            j = i
+            if self.level == "line":
+                while j < len(exprs) and self.ctx.level_of(exprs[j]) == "claim":
+                    j += 1
+            if j - i > 1:
+                out.append(self._claim_group(exprs[i:j], ordered))
+                i = j
+            else:
+                out.append(self._window_codes(exprs[i], ordered))
+                i += 1
+        return out
+
+    def _claim_group(self, group: tuple[ir.Expr, ...], ordered: bool) -> tuple[Array, int, Array]:
+        """One code per claim for several claim keys (rank order kept), spread to lines."""
+        assert self.parent is not None
+        parts = [self.parent._window_codes(g, ordered) for g in group]
+        n = len(parts[0][0])
+        valid = np.ones(n, dtype=bool)
+        for _, _, v in parts:
+            valid &= v
+        key, _ = window.combine([(c, card) for c, card, _ in parts], n)
+        codes, card = window.dense(np.where(valid, key, -1))
+        return self._spread(codes, max(card, 1), valid)
+
+    def _spread(self, codes: Array, card: int, valid: Array) -> tuple[Array, int, Array]:
+        """Claim codes over [history claims, batch claims] -> codes per line."""
+        assert self.parent is not None and self.to_parent is not None
+        hist_rows = np.zeros(0, dtype=np.int64)
+        if self.history is not None:
+            assert self.history.to_parent is not None
+            hist_rows = self.history.to_parent
+        n_hist_claims = self.parent._n_history()
+        rows = np.concatenate(
+            (hist_rows, np.where(self.to_parent >= 0, self.to_parent + n_hist_claims, -1))
+        )
+        ok = rows >= 0
+        safe = np.where(ok, rows, 0)
+        return codes[safe], card, valid[safe] & ok
+
     def _window_sorted(self, spec: ir.WindowSpec) -> window.Sorted:
         if spec not in self.windows:
             nh = self._n_history()
             n = nh + self.n
             keyed = np.ones(n, dtype=bool)
             partition = []
-            for p in spec.partition:
-                codes, card, valid = self._window_codes(p, ordered=False)
+            # a partition is a set of keys: its claim values can all go into one code
+            keys = tuple(sorted(spec.partition, key=lambda p: self.ctx.level_of(p) != "claim"))
+            for codes, card, valid in self._key_parts(keys, ordered=False):
                 partition.append((codes, card))
                 keyed &= valid
             # history before the batch: the source is the order's first digit
             order = [
                 (np.concatenate((np.zeros(nh, dtype=np.int64), np.ones(self.n, dtype=np.int64))), 2)
             ]
-            for o in spec.order:
-                codes, card, valid = self._window_codes(o, ordered=True)
+            for codes, card, valid in self._key_parts(spec.order, ordered=True):
                 order.append((np.where(valid, codes + 1, 0), card + 1))  # nulls first
             if spec.day is not None:
                 keyed &= self._window_valid(spec.day)
