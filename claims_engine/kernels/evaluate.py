@@ -389,19 +389,8 @@ class Evaluator:
 
     def _encode_window_key(self, e: ir.Expr, ordered: bool) -> tuple[Array, int, Array]:
         if self.level == "line" and self.ctx.level_of(e) == "claim":
-            assert self.parent is not None and self.to_parent is not None
-            codes, card, valid = self.parent._window_codes(e, ordered)
-            hist_rows = np.zeros(0, dtype=np.int64)
-            if self.history is not None:
-                assert self.history.to_parent is not None
-                hist_rows = self.history.to_parent
-            n_hist_claims = self.parent._n_history()
-            rows = np.concatenate(
-                (hist_rows, np.where(self.to_parent >= 0, self.to_parent + n_hist_claims, -1))
-            )
-            ok = rows >= 0
-            safe = np.where(ok, rows, 0)
-            return codes[safe], card, valid[safe] & ok
+            assert self.parent is not None
+            return self._spread(*self.parent._window_codes(e, ordered))
         parts = ([self.history.eval(e)] if self.history is not None else []) + [self.eval(e)]
         ns = ([self.history.n] if self.history is not None else []) + [self.n]
         if sum(ns) == 0:

@@ -64,6 +64,20 @@ class _State:
     rules: list[CompiledRule] = field(default_factory=list)
 
 
+def _scope(state: _State, level: str, window: bool = True) -> Scope:
+    """What names mean at ``level`` now: fields, params, lookups, the values so far."""
+    return Scope(
+        level,
+        state.scope.claim_fields,
+        state.scope.line_fields,
+        state.scope.params,
+        state.scope.lookups,
+        {n: (lv, e.type) for n, (lv, e) in state.derived.items()},
+        state.scope.computed,
+        state.scope.window if window else {},
+    )
+
+
 def _fail(where: Where, label: str, key: str, text: str, err: ExprError) -> PackError:
     line, col = expression_position(where, text, err.offset)
     hint = ""
@@ -89,16 +103,7 @@ def _expr(
     key: str,
     expect: t.Type | None = None,
 ) -> ir.Expr:
-    scope = Scope(
-        level,
-        state.scope.claim_fields,
-        state.scope.line_fields,
-        state.scope.params,
-        state.scope.lookups,
-        {n: (lv, e.type) for n, (lv, e) in state.derived.items()},
-        state.scope.computed,
-        state.scope.window,
-    )
+    scope = _scope(state, level)
     try:
         return Checker(scope).check(parse(str(text)), expect)
     except ExprError as err:
@@ -243,15 +248,7 @@ def _cell_condition(
         node = ast.Binary(pos, op, input_ast, literal)
     else:
         node = ast.Binary(pos, "==", input_ast, ast.Literal(pos, cell))
-    scope = Scope(
-        level,
-        state.scope.claim_fields,
-        state.scope.line_fields,
-        state.scope.params,
-        state.scope.lookups,
-        {n: (lv, e.type) for n, (lv, e) in state.derived.items()},
-        state.scope.computed,
-    )
+    scope = _scope(state, level, window=False)
     try:
         return Checker(scope).check(node, t.BOOL)
     except ExprError as err:
@@ -514,18 +511,7 @@ def _message(
             raise PackError(f"{where}: {label}, message: '{{' at character {j + 1} is not closed")
         source = text[j + 1 : k]
         try:
-            e = Checker(
-                Scope(
-                    level,
-                    state.scope.claim_fields,
-                    state.scope.line_fields,
-                    state.scope.params,
-                    state.scope.lookups,
-                    {n: (lv, x.type) for n, (lv, x) in state.derived.items()},
-                    state.scope.computed,
-                    state.scope.window,
-                )
-            ).check(parse(source))
+            e = Checker(_scope(state, level)).check(parse(source))
         except ExprError as err:
             raise _fail(
                 where, label, "message", text, ExprError(err.message, j + 1 + err.offset)
