@@ -86,3 +86,21 @@ def test_adjudicate_end_to_end(benchmark: Any, big_claims: int, tmp_path: Path, 
     )
     for stage, seconds in summary["timings"].items():
         print(f"  {stage:22} {seconds:8.3f} s")
+
+
+def test_write_outputs(benchmark: Any, big_claims: int, tmp_path: Path) -> None:
+    """The write stage alone (summary.json cannot hold its own write time)."""
+    from claims_engine import engine, pipeline
+    from claims_engine.io.batch import read_batch
+    from claims_engine.io.output import write_outputs
+
+    inputs = pipeline.prepare(REFERENCE)
+    batch = read_batch(batch_folder(big_claims), engine.needed_fields(inputs.plan))
+    input_bytes = batch.claims.nbytes + batch.lines.nbytes
+    result = pipeline.evaluate(batch, inputs, "bench")
+    benchmark.pedantic(lambda: write_outputs(tmp_path / "out", result.tables(), result.summary),
+                       rounds=1, iterations=1)
+    seconds = benchmark.stats.stats.max
+    benchmark.extra_info.update({"claims": big_claims, "write_seconds": seconds,
+                                 "input_table_mib": input_bytes >> 20})
+    print(f"\nwrite {seconds:.2f} s; batch tables in memory {input_bytes / 2**20:.0f} MiB")
