@@ -399,7 +399,7 @@ class ReferenceEvaluator:
             assert scope.line is not None
             mine = line_key(scope.line)
             me = next(r for r in rows if r.scope.line and line_key(r.scope.line) == mine)
-        if not me.keyed:
+        if not me.keyed or not me.counts:  # outside the window's where: no measure
             return None
         earlier = [
             r for r in rows if r.keyed and r.key == me.key and r.order < me.order and r.counts

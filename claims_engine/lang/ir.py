@@ -293,7 +293,8 @@ class WindowSpec:
 
     ``partition``: the key (card holder, item, ...); ``order``: defines "earlier"
     (rows with equal order values are not earlier than each other); ``where``:
-    which earlier rows count; ``day``/``days``: only earlier rows whose day lies in
+    which rows take part (only they are counted, and only they get a measure:
+    elsewhere it is null); ``day``/``days``: only earlier rows whose day lies in
     the ``days`` days ending on this row's day (``day`` must be the first order
     key).  History rows, when present, are all earlier than the batch.
     """
