@@ -529,8 +529,12 @@ class Evaluator:
                 partition.append((codes, card))
                 keyed &= valid
             # history before the batch: the source is the order's first digit
-            position = sel if sel is not None else np.arange(n, dtype=np.int64)
-            order = [((position >= nh).astype(np.int64), 2)]
+            if sel is not None:
+                source = (sel >= nh).astype(np.int64)
+            else:
+                source = np.ones(n, dtype=np.int64)
+                source[:nh] = 0
+            order = [(source, 2)]
             for codes, card, valid in self._key_parts(spec.order, True, sel):
                 order.append((np.where(valid, codes + 1, 0), card + 1))  # nulls first
             if spec.day is not None:
@@ -538,7 +542,7 @@ class Evaluator:
             part_key, _ = window.combine(partition, n)
             order_key, _ = window.combine(order, n)
             s = window.sort_rows(part_key, order_key, keyed)
-            is_batch = position[s.order] >= nh
+            is_batch = (sel[s.order] if sel is not None else s.order) >= nh
             s = replace(s, batch_start=np.asarray(window._batch_starts(s.part_start, is_batch)))
             self.windows[spec] = (s, sel)
         return self.windows[spec]
@@ -547,10 +551,10 @@ class Evaluator:
         spec = e.spec
         s, sel = self._window_sorted(spec)
         nh = self._n_history()
-        position = sel if sel is not None else np.arange(nh + self.n, dtype=np.int64)
         counted = self._window_truth(e.cond, sel)
-        active = self.active if self.active is not None else np.ones(self.n, dtype=bool)
-        counted &= np.concatenate((np.ones(nh, dtype=bool), active))[position]
+        if self.active is not None:  # MALFORMED batch rows never count
+            part = np.concatenate((np.ones(nh, dtype=bool), self.active))
+            counted &= part[sel] if sel is not None else part
         value = None
         if e.value is not None and e.fn in ("first", "last"):  # only positions are needed
             counted &= self._window_valid(e.value, sel)
@@ -582,13 +586,14 @@ class Evaluator:
         # back to the batch rows; rows outside the window get no measure (null)
         out = np.zeros(self.n, dtype=np.int64)
         ok = np.zeros(self.n, dtype=bool)
-        where_batch = position[perm] >= nh
-        batch_rows = position[perm][where_batch] - nh
+        rows_sorted = sel[perm] if sel is not None else perm  # combined positions
+        where_batch = rows_sorted >= nh
+        batch_rows = rows_sorted[where_batch] - nh
         out[batch_rows] = res[where_batch]
         ok[batch_rows] = (found & s.keyed)[where_batch]
         if e.fn in ("first", "last"):  # sorted positions -> the value at that row
             assert e.value is not None
-            rows = np.where(ok, position[perm[np.where(ok, out, 0)]], -1)
+            rows = np.where(ok, rows_sorted[np.where(ok, out, 0)], -1)
             return self._take_combined(e.value, rows)
         return Vec(e.type, out, None if ok.all() else ok)
 
