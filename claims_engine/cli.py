@@ -244,6 +244,28 @@ def rules_check(
     )
 
 
+@rules_app.command("functions")
+def rules_functions() -> None:
+    """List the functions a rule condition may use, with their arguments."""
+    from claims_engine.lang.functions import SIGNATURES
+
+    table = Table(title="functions of the rule language")
+    table.add_column("call")
+    table.add_column("what it gives")
+    for sig in SIGNATURES.values():
+        table.add_row(sig.usage, sig.doc)
+    for usage, doc in (
+        ("exists(lookup)", "a reference row was found (e.g. exists(catalogue))"),
+        ("count(lines[, condition])", "lines of the claim (where the condition holds)"),
+        ("sum(lines, number[, condition])", "sum over the claim's lines"),
+        ("min|max(lines, value[, condition])", "smallest / largest over the claim's lines"),
+        ("any|all(lines, condition)", "some / every line of the claim"),
+        ("window measures", "count(), sum(x), min(x), max(x), first(x), last(x) in window:"),
+    ):
+        table.add_row(usage, doc)
+    out.print(table)
+
+
 @rules_app.command("show")
 def rules_show(
     pack: Annotated[str, typer.Argument(help="pack folder or bundled name")] = "vn_bhyt",

@@ -281,3 +281,10 @@ def test_output_folder_with_foreign_files_is_refused(tmp_path: Path) -> None:
 
 
 _ = pa  # pyarrow is imported for fixtures' types
+
+
+def test_rules_functions_lists_the_language(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["rules", "functions"]) == 0
+    listing = capsys.readouterr().out
+    for usage in ("days_between(from, to)", "right(text, n)", "exists(lookup)"):
+        assert usage in listing
