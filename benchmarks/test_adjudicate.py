@@ -86,6 +86,27 @@ def test_adjudicate_end_to_end(benchmark: Any, big_claims: int, tmp_path: Path, 
     )
     for stage, seconds in summary["timings"].items():
         print(f"  {stage:22} {seconds:8.3f} s")
+    _print_detection(batch, tmp_path / "out")
+
+
+def _print_detection(batch: Path, out: Path) -> None:
+    """Recall and precision per code of the injected defects (truth.parquet)."""
+    import pyarrow as pa
+
+    from claims_engine.fixtures.detection import detection_report
+    from claims_engine.fixtures.generator import DEFECT_CODES
+
+    outcome = pa.concat_tables(
+        [
+            pq.read_table(out / f"{name}.parquet", columns=["claim_id", "reason_codes"])
+            for name in ("approved", "rejected", "flagged")
+        ]
+    )
+    report = detection_report(pq.read_table(batch / "truth.parquet"), outcome, DEFECT_CODES)
+    print(f"  detection on {report.claims:,} claims: code, injected, recall, precision")
+    for code, score in sorted(report.scores.items()):
+        print(f"    {code:26} {score.injected:7,} {score.recall:7.2%} {score.precision:8.2%}")
+    print(f"    codes on claims without a defect: {report.clean_hits.num_rows}")
 
 
 def test_write_outputs(benchmark: Any, big_claims: int, tmp_path: Path) -> None:
@@ -98,9 +119,13 @@ def test_write_outputs(benchmark: Any, big_claims: int, tmp_path: Path) -> None:
     batch = read_batch(batch_folder(big_claims), engine.needed_fields(inputs.plan))
     input_bytes = batch.claims.nbytes + batch.lines.nbytes
     result = pipeline.evaluate(batch, inputs, "bench")
-    benchmark.pedantic(lambda: write_outputs(tmp_path / "out", result.tables(), result.summary),
-                       rounds=1, iterations=1)
+    benchmark.pedantic(
+        lambda: write_outputs(tmp_path / "out", result.tables(), result.summary),
+        rounds=1,
+        iterations=1,
+    )
     seconds = benchmark.stats.stats.max
-    benchmark.extra_info.update({"claims": big_claims, "write_seconds": seconds,
-                                 "input_table_mib": input_bytes >> 20})
+    benchmark.extra_info.update(
+        {"claims": big_claims, "write_seconds": seconds, "input_table_mib": input_bytes >> 20}
+    )
     print(f"\nwrite {seconds:.2f} s; batch tables in memory {input_bytes / 2**20:.0f} MiB")
