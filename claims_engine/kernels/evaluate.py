@@ -105,6 +105,7 @@ class Evaluator:
         self.active: Array | None = None
         self.windows: dict[ir.WindowSpec, tuple[window.Sorted, Array | None]] = {}
         self.window_codes: dict[tuple[ir.Expr, bool], tuple[Array, int, Array]] = {}
+        self.dictionaries: dict[ir.Expr, tuple[Array, pa.Array]] = {}
 
     @staticmethod
     def pair(
@@ -228,10 +229,28 @@ class Evaluator:
             assert self.parent is not None and self.to_parent is not None
             rc, wc, size = self.parent._encode_key(ref_col, expr)
             return rc, np.where(self.to_parent >= 0, wc[np.maximum(self.to_parent, 0)], -1), size
+        if expr.type.kind == "str" and pa.types.is_string(ref_col.type):
+            # encode the few distinct values, not every row (a line's item code
+            # is hashed once per batch however many lookups and windows use it)
+            indices, words = self.dictionary(expr)
+            ref_codes, word_codes, size = lookup.encode(ref_col, words)
+            if len(words) == 0:  # every row null: nothing matches
+                return ref_codes, np.full(self.n, -1, dtype=np.int64), size
+            safe = np.maximum(indices, 0)
+            return ref_codes, np.where(indices >= 0, word_codes[safe], -1), size
         arr = V.to_arrow(self.eval(expr), self.n)
         if ref_col.type != arr.type:
             arr = arr.cast(ref_col.type)
         return lookup.encode(ref_col, arr)
+
+    def dictionary(self, e: ir.Expr) -> tuple[Array, pa.Array]:
+        """A string expression as (row -> word index, -1 for null; distinct words)."""
+        if e not in self.dictionaries:
+            arr = V.to_arrow(self.eval(e), self.n).cast(pa.string())
+            encoded = pc.dictionary_encode(arr)
+            indices = np.asarray(encoded.indices.fill_null(-1).to_numpy(), dtype=np.int32)
+            self.dictionaries[e] = (indices, encoded.dictionary)
+        return self.dictionaries[e]
 
     # --- operators --------------------------------------------------------------
     def _arith(self, e: ir.Arith) -> Vec:
@@ -394,6 +413,8 @@ class Evaluator:
         key = (e, ordered)
         if sel is None and key in self.window_codes:
             return self.window_codes[key]
+        if sel is None and self.history is None and e.type.kind == "str":
+            return _from_dictionary(*self.dictionary(e), ordered)
         parts, ns = self._window_parts(e, sel)
         out = _encode(parts, ns, ordered)
         if sel is None:  # the card-holder windows of a rule share most of their keys
@@ -704,6 +725,17 @@ def _where(hit: Array, a: Vec, b: Vec, n: int) -> Vec:
 def _arrow_rows(v: Vec, n: int) -> pa.Array:
     """A string Vec as an array of ``n`` rows (a literal is one scalar until here)."""
     return pa.repeat(v.data, n) if isinstance(v.data, pa.Scalar) else v.data
+
+
+def _from_dictionary(indices: Array, words: pa.Array, ordered: bool) -> tuple[Array, int, Array]:
+    """Window codes from a cached dictionary encoding (no hashing of the rows)."""
+    valid = indices >= 0
+    codes = np.maximum(indices, 0).astype(np.int64)
+    if ordered and len(words) > 1:
+        rank = np.empty(len(words), dtype=np.int64)
+        rank[np.asarray(pc.sort_indices(words))] = np.arange(len(words), dtype=np.int64)
+        codes = rank[codes]
+    return codes, max(len(words), 1), valid
 
 
 def _encode(parts: list[Vec], ns: list[int], ordered: bool) -> tuple[Array, int, Array]:
