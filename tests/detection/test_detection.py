@@ -11,11 +11,14 @@ every code reported; no list of the pack's codes here):
 - precision 100%: nothing else is reported on a defective claim, and nothing at
   all on a claim the generator left untouched.
 
-Documented exceptions (`IMPLIED`): none are needed.  A defect's consequences that
-are not extra codes are not exceptions either: a claim-level reject rejects the
-claim's lines, and a rejected line lowers the claim's eligible amount, both
-without a code of their own.  Should a future defect necessarily trigger a second
-code, list it in IMPLIED with the reason.
+Documented exceptions (`IMPLIED`): DUPLICATE_CLAIM implies DUPLICATE_LINE, since
+a copied claim repeats every line of its original (same card holder, item, day
+and facility), so each of its lines is a duplicate line as well; the truth table
+lists the claim-level code only.  A defect's consequences that are not extra
+codes are not exceptions either: a claim-level reject rejects the claim's lines,
+and a rejected line lowers the claim's eligible amount, both without a code of
+their own.  Should a future defect necessarily trigger a second code, list it in
+IMPLIED with the reason.
 """
 
 from __future__ import annotations
@@ -49,7 +52,10 @@ DEFECT_RATE = 0.2
 SEED = 20260105
 
 # injected code -> codes its defect necessarily triggers as well (with the reason).
-IMPLIED: dict[str, tuple[str, ...]] = {}
+IMPLIED: dict[str, tuple[str, ...]] = {
+    # A copy repeats its original's lines: each is also a duplicate line.
+    "DUPLICATE_CLAIM": ("DUPLICATE_LINE",),
+}
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +97,17 @@ def test_recall_and_precision_are_total(run: tuple[GeneratedBatch, Result]) -> N
         assert score.recall == 1.0, (code, score)
         assert score.precision == 1.0, (code, score)
     assert report.clean_hits.num_rows == 0
-    assert report.excused.num_rows == 0  # IMPLIED is empty: nothing may need it
+    # Only the documented implications are excused, and only on their causes.
+    excused = set(report.excused.column("code").to_pylist())
+    assert excused <= {code for codes in IMPLIED.values() for code in codes}
+    causes = dict(
+        zip(
+            gb.truth.column("claim_id").to_pylist(),
+            gb.truth.column("code").to_pylist(),
+            strict=True,
+        )
+    )
+    assert {causes[c] for c in report.excused.column("claim_id").to_pylist()} <= set(IMPLIED)
 
 
 def test_line_defects_on_their_line(run: tuple[GeneratedBatch, Result]) -> None:
