@@ -15,8 +15,17 @@ REFERENCE = ROOT / "fixtures" / "reference"
 CACHE = ROOT / ".bench-data"
 
 
+def _generator_version() -> str:
+    """A digest of the generator's source: a changed generator means a new batch."""
+    import hashlib
+
+    import claims_engine.fixtures.generator as generator
+
+    return hashlib.sha256(Path(generator.__file__).read_bytes()).hexdigest()[:8]
+
+
 def batch_folder(n_claims: int, seed: int = 2026, defect_rate: float = 0.02) -> Path:
-    folder = CACHE / f"claims-{n_claims}-seed-{seed}-defects-{defect_rate}"
+    folder = CACHE / f"claims-{n_claims}-seed-{seed}-defects-{defect_rate}-{_generator_version()}"
     if not (folder / "lines.parquet").exists():
         folder.mkdir(parents=True, exist_ok=True)
         tables = load_reference(REFERENCE).tables
