@@ -94,7 +94,7 @@ def _print_detection(batch: Path, out: Path) -> None:
     import pyarrow as pa
 
     from claims_engine.fixtures.detection import detection_report
-    from claims_engine.fixtures.generator import DEFECT_CODES
+    from claims_engine.fixtures.generator import DEFECT_CODES, IMPLIED_CODES
 
     outcome = pa.concat_tables(
         [
@@ -102,8 +102,13 @@ def _print_detection(batch: Path, out: Path) -> None:
             for name in ("approved", "rejected", "flagged")
         ]
     )
-    report = detection_report(pq.read_table(batch / "truth.parquet"), outcome, DEFECT_CODES)
-    print(f"  detection on {report.claims:,} claims: code, injected, recall, precision")
+    report = detection_report(
+        pq.read_table(batch / "truth.parquet"), outcome, DEFECT_CODES, IMPLIED_CODES
+    )
+    print(
+        f"  detection on {report.claims:,} claims: code, injected, recall, precision"
+        " (DUPLICATE_LINE is implied by DUPLICATE_CLAIM: a copy repeats every line)"
+    )
     for code, score in sorted(report.scores.items()):
         print(f"    {code:26} {score.injected:7,} {score.recall:7.2%} {score.precision:8.2%}")
     print(f"    codes on claims without a defect: {report.clean_hits.num_rows}")

@@ -41,6 +41,7 @@ from claims_engine.fixtures.detection import (
 )
 from claims_engine.fixtures.generator import (
     DEFECT_CODES,
+    IMPLIED_CODES,
     GeneratedBatch,
     generate_batch,
     write_batch,
@@ -52,10 +53,7 @@ DEFECT_RATE = 0.2
 SEED = 20260105
 
 # injected code -> codes its defect necessarily triggers as well (with the reason).
-IMPLIED: dict[str, tuple[str, ...]] = {
-    # A copy repeats its original's lines: each is also a duplicate line.
-    "DUPLICATE_CLAIM": ("DUPLICATE_LINE",),
-}
+IMPLIED: dict[str, tuple[str, ...]] = IMPLIED_CODES  # a copy repeats its original's lines
 
 
 @pytest.fixture(scope="module")
