@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 
 from claims_engine import __version__, schema
 from claims_engine.engine import Outcome
-from claims_engine.kernels import columns, groups
+from claims_engine.kernels import columns, groups, window
 from claims_engine.kernels import values as V
 from claims_engine.kernels.values import Array
 from claims_engine.plan.plan import Plan
@@ -86,7 +86,7 @@ def _sorted_order(key: Array) -> Array | None:
     """Indices that sort ``key`` stably, or None when it is sorted already (the usual case)."""
     if len(key) < 2 or bool(np.all(key[1:] >= key[:-1])):
         return None
-    return np.argsort(key, kind="stable")
+    return np.asarray(window.stable_argsort(key))
 
 
 def _claim_order(claim_ids: pa.Array) -> Array | None:
@@ -124,7 +124,8 @@ def _line_order(
     kind_code = pc.index_in(kinds, value_set=pa.array(["drug", "service", "supply"]))
     kind_code = kind_code.fill_null(3).to_numpy().astype(np.int64)
     no = line_nos.cast(pa.int64()).fill_null(2**31).to_numpy() + 2**31
-    key = (rank[row] * 4 + kind_code) * 2**33 + no
+    no = no - int(no.min())  # line numbers span a small range: a compact key sorts fast
+    key = (rank[row] * 4 + kind_code) * (int(no.max()) + 1) + no
     return _sorted_order(key)
 
 

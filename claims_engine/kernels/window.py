@@ -53,6 +53,14 @@ def _argsort(key: Array) -> Array:
     return np.argsort(key)
 
 
+def stable_argsort(key: Array) -> Array:
+    """A stable argsort of int64 keys (the packed value sort keeps equal keys in row order)."""
+    n = len(key)
+    if n and (int(key.max()) - int(key.min())) < (1 << (62 - max(n - 1, 1).bit_length())):
+        return _argsort(key)
+    return np.argsort(key, kind="stable")
+
+
 def dense(key: Array) -> tuple[Array, int]:
     """Dense ranks (0..k-1, order kept) of int64 keys, and k."""
     n = len(key)
