@@ -24,6 +24,7 @@ from rich.table import Table
 
 from claims_engine import __version__, pipeline
 from claims_engine.adjudicate import Result
+from claims_engine.console import err, run_app
 from claims_engine.errors import ClaimsEngineError, ReferenceDataError
 from claims_engine.fixtures.cli import fixtures_app
 from claims_engine.history.cli import history_app
@@ -38,11 +39,9 @@ rules_app = typer.Typer(no_args_is_help=True, help="Work with rule packs.")
 app.add_typer(rules_app, name="rules")
 app.add_typer(fixtures_app, name="fixtures")
 app.add_typer(history_app, name="history")
-err = Console(stderr=True, soft_wrap=True)  # paths in messages stay unbroken
 out = Console()
 
 REFERENCE_ENV = "CLAIMS_ENGINE_REFERENCE"
-EXIT_INTERNAL = 70
 
 
 def _reference(option: Path | None) -> Path:
@@ -333,35 +332,7 @@ def version() -> None:
 
 def run(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code instead of exiting (testable)."""
-    try:
-        code = app(args=argv, standalone_mode=False)  # click returns typer.Exit codes here
-        return code if isinstance(code, int) else 0
-    except ClaimsEngineError as exc:
-        err.print(f"[bold red]error:[/] {exc.message}", highlight=False)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        return 130
-    except typer.Exit as exc:
-        return int(exc.exit_code)
-    except typer.Abort:
-        err.print("interrupted")
-        return 130
-    except Exception as exc:
-        show = getattr(exc, "show", None)
-        if callable(show) and hasattr(exc, "exit_code"):  # click's usage errors (typer vendors it)
-            show()
-            return 2
-        if type(exc).__name__ in ("Exit", "Abort"):  # click's own, under another module name
-            return int(getattr(exc, "exit_code", 130))
-        # anything else is a bug: say so plainly; the traceback only on request
-        if os.environ.get("CLAIMS_ENGINE_DEBUG"):
-            raise
-        err.print(
-            f"[bold red]internal error:[/] {type(exc).__name__}: {exc} "
-            "(set CLAIMS_ENGINE_DEBUG=1 for a traceback, and please report it)"
-        )
-        return EXIT_INTERNAL
+    return run_app(app, argv)
 
 
 def main() -> None:

@@ -10,7 +10,6 @@ prints them.  :func:`run` does the same when this module runs on its own.
 
 from __future__ import annotations
 
-import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -20,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from claims_engine.errors import ClaimsEngineError
+from claims_engine.console import run_app
 from claims_engine.history.store import HistoryStore
 
 history_app = typer.Typer(
@@ -30,7 +29,6 @@ history_app = typer.Typer(
     help="Look into and maintain a history store (the folder given as --history).",
 )
 out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
 
 StoreArg = Annotated[Path, typer.Argument(help="the history store folder", show_default=False)]
 
@@ -100,28 +98,7 @@ def vacuum_command(
 
 def run(argv: list[str] | None = None) -> int:
     """Run ``history`` on its own; returns the exit code (errors as one line on stderr)."""
-    try:
-        code = history_app(args=argv, standalone_mode=False)
-        return code if isinstance(code, int) else 0
-    except ClaimsEngineError as exc:
-        err.print(f"[bold red]error:[/] {exc.message}", highlight=False)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        return 130
-    except typer.Exit as exc:
-        return int(exc.exit_code)
-    except Exception as exc:
-        show = getattr(exc, "show", None)
-        if callable(show) and hasattr(exc, "exit_code"):  # click's usage errors
-            show()
-            return 2
-        if type(exc).__name__ in ("Exit", "Abort"):
-            return int(getattr(exc, "exit_code", 130))
-        if os.environ.get("CLAIMS_ENGINE_DEBUG"):
-            raise
-        err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc}")
-        return 70
+    return run_app(history_app, argv)
 
 
 def main() -> None:

@@ -87,6 +87,7 @@ from claims_engine.history.schema import (
     month_of,
     to_stored,
 )
+from claims_engine.io.output import os_message, read_pid, write_pid
 from claims_engine.schema import CLAIMS_SCHEMA, LINES_SCHEMA
 
 __all__ = [
@@ -450,7 +451,7 @@ class HistoryStore:
                     raise self._changed_error() from None
                 if isinstance(exc, OSError):
                     raise OutputError(
-                        f"cannot write history at {self.path}: {_os_message(exc)}; "
+                        f"cannot write history at {self.path}: {os_message(exc)}; "
                         "nothing was written"
                     ) from None
                 if isinstance(exc, DeltaError):
@@ -833,7 +834,7 @@ class HistoryStore:
                 raise self._changed_error() from None
             except OSError as exc:
                 raise OutputError(
-                    f"cannot vacuum history at {self.path}: {_os_message(exc)}"
+                    f"cannot vacuum history at {self.path}: {os_message(exc)}"
                 ) from None
             except DeltaError as exc:
                 raise OutputError(f"cannot vacuum history at {self.path}: {exc}") from None
@@ -862,7 +863,7 @@ class HistoryStore:
             ) from None
         except OSError as exc:
             raise ClaimsEngineError(
-                f"cannot read history at {self.path}: {_os_message(exc)}"
+                f"cannot read history at {self.path}: {os_message(exc)}"
             ) from None
         if DELTA_LOG in entries:
             return "table"
@@ -917,7 +918,7 @@ class HistoryStore:
         except CommitFailedError:
             raise self._changed_error() from None
         except OSError as exc:
-            raise OutputError(f"cannot create history at {self.path}: {_os_message(exc)}") from None
+            raise OutputError(f"cannot create history at {self.path}: {os_message(exc)}") from None
         except DeltaError as exc:
             raise OutputError(f"cannot create history at {self.path}: {exc}") from None
 
@@ -928,7 +929,7 @@ class HistoryStore:
             self.path.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
         except OSError as exc:
-            raise OutputError(f"cannot write history at {self.path}: {_os_message(exc)}") from None
+            raise OutputError(f"cannot write history at {self.path}: {os_message(exc)}") from None
         try:
             deadline = time.monotonic() + self.lock_timeout
             while True:
@@ -937,7 +938,7 @@ class HistoryStore:
                     break
                 except BlockingIOError:
                     if time.monotonic() >= deadline:
-                        holder = _read_pid(fd)
+                        holder = read_pid(fd)
                         by = f" (pid {holder})" if holder else ""
                         raise OutputError(
                             f"another run is writing history at {self.path}{by} and did not "
@@ -947,10 +948,10 @@ class HistoryStore:
                 except OSError as exc:
                     if exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP):
                         raise OutputError(
-                            f"cannot lock history at {self.path}: {_os_message(exc)}"
+                            f"cannot lock history at {self.path}: {os_message(exc)}"
                         ) from None
                     raise
-            _write_pid(fd)
+            write_pid(fd)
             yield
         finally:
             os.close(fd)  # releases the lock
@@ -1372,23 +1373,3 @@ def _check_schema(path: Path, table: DeltaTable) -> None:
         raise ClaimsEngineError(
             f"{path} is a Delta table but not a claims-engine history store ({what})"
         )
-
-
-def _os_message(exc: OSError) -> str:
-    message = exc.strerror or str(exc)
-    if exc.filename is not None:
-        message = f"{message}: {os.fsdecode(exc.filename)}"
-    return message
-
-
-def _read_pid(fd: int) -> str:
-    try:
-        return os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-    except OSError:
-        return ""
-
-
-def _write_pid(fd: int) -> None:
-    with contextlib.suppress(OSError):
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)

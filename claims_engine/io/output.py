@@ -96,7 +96,7 @@ def _side_path(out_dir: Path, kind: str) -> Path:
     return out_dir.parent / f".{out_dir.name}.{kind}-{secrets.token_hex(8)}"
 
 
-def _os_message(exc: OSError) -> str:
+def os_message(exc: OSError) -> str:
     message = exc.strerror or str(exc)
     if exc.filename is not None:
         message = f"{message}: {os.fsdecode(exc.filename)}"
@@ -104,7 +104,7 @@ def _os_message(exc: OSError) -> str:
 
 
 def _output_error(out_dir: Path, exc: OSError) -> OutputError:
-    return OutputError(f"cannot write outputs to {out_dir}: {_os_message(exc)}")
+    return OutputError(f"cannot write outputs to {out_dir}: {os_message(exc)}")
 
 
 def _is_output_entry(entry: os.DirEntry[str]) -> bool:
@@ -192,12 +192,12 @@ def output_lock(out_dir: Path) -> Iterator[Path]:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                holder = _read_pid(fd)
+                holder = read_pid(fd)
                 by = f" (pid {holder})" if holder else ""
                 raise OutputError(f"another run is writing {path}{by}") from None
             except OSError as exc:
                 raise _output_error(path, exc) from None
-            _write_pid(fd)
+            write_pid(fd)
             _check_out_dir(path)
         except BaseException:
             with _held_guard:
@@ -213,14 +213,14 @@ def output_lock(out_dir: Path) -> Iterator[Path]:
             os.close(fd)  # releases the flock
 
 
-def _read_pid(fd: int) -> str:
+def read_pid(fd: int) -> str:
     try:
         return os.pread(fd, 32, 0).decode("ascii", "replace").strip()
     except OSError:
         return ""
 
 
-def _write_pid(fd: int) -> None:
+def write_pid(fd: int) -> None:
     """Diagnostics only: the pid of the holder, shown to a refused writer."""
     with contextlib.suppress(OSError):
         os.ftruncate(fd, 0)
@@ -441,7 +441,7 @@ def content_hash(paths: Iterable[Path]) -> str:
                     digest.update(chunk)
                     read += len(chunk)
         except OSError as exc:
-            raise BatchError(f"cannot read {file}: {_os_message(exc)}") from None
+            raise BatchError(f"cannot read {file}: {os_message(exc)}") from None
         if read != size:
             raise BatchError(f"{file} changed while being hashed")
     return digest.hexdigest()[:16]
