@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
@@ -280,7 +279,6 @@ def test_output_folder_with_foreign_files_is_refused(tmp_path: Path) -> None:
     assert (out / "thesis.docx").read_text() == "precious"
 
 
-_ = pa  # pyarrow is imported for fixtures' types
 
 
 def test_rules_functions_lists_the_language(capsys: pytest.CaptureFixture[str]) -> None:
