@@ -279,8 +279,6 @@ def test_output_folder_with_foreign_files_is_refused(tmp_path: Path) -> None:
     assert (out / "thesis.docx").read_text() == "precious"
 
 
-
-
 def test_rules_functions_lists_the_language(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["rules", "functions"]) == 0
     listing = capsys.readouterr().out
