@@ -145,7 +145,12 @@ class _Run:
         self.timings: dict[str, float] = {}
         t0 = time.perf_counter()
         self.intake = check_structure(
-            batch.claims, batch.lines, batch.claim_errors, batch.line_errors
+            batch.claims,
+            batch.lines,
+            batch.claim_errors,
+            batch.line_errors,
+            batch.codes.get("line"),
+            batch.codes.get("claim"),
         )
         self.timings["intake"] = time.perf_counter() - t0
         ctx = evaluate.Context(plan.derived, plan.lookups, reference, plan.cacheable)
@@ -153,6 +158,8 @@ class _Run:
         self.cev, self.lev = evaluate.Evaluator.pair(
             batch.claims, batch.lines, self.intake.line_claim_row, ctx
         )
+        self.cev.codes = batch.codes.get("claim", {})
+        self.lev.codes = batch.codes.get("line", {})
         self.nc, self.nl = batch.claims.num_rows, batch.lines.num_rows
         self.claim_ok = ~self.intake.malformed
         row = self.intake.line_claim_row

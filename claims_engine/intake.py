@@ -9,13 +9,15 @@ matches no claim row (ORPHAN_LINE).  All vectorized.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from claims_engine.kernels import columns
+from claims_engine.io.dictionary import Codes
+from claims_engine.kernels import columns, groups
 from claims_engine.kernels.values import Array
 
 
@@ -37,18 +39,33 @@ def _join(*parts: pa.Array) -> pa.Array:
 
 
 def check_structure(
-    claims: pa.Table, lines: pa.Table, claim_errors: pa.Array, line_errors: pa.Array
+    claims: pa.Table,
+    lines: pa.Table,
+    claim_errors: pa.Array,
+    line_errors: pa.Array,
+    line_codes: Mapping[str, Codes] | None = None,
+    claim_codes: Mapping[str, Codes] | None = None,
 ) -> Intake:
+    """``line_codes``/``claim_codes``: dictionary codes of string columns, if the
+    reader kept them (claim_id and kind are then matched per distinct value)."""
     n_claims = claims.num_rows
+    line_codes = line_codes or {}
+    claim_codes = claim_codes or {}
     claim_ids = columns.array(claims, "claim_id")
     line_ids = columns.array(lines, "claim_id")
 
     # each line -> the first claim row with its claim_id
-    line_claim_row = _claim_rows(line_ids, claim_ids)
+    if "claim_id" in line_codes:
+        line_claim_row = _claim_rows_by_code(line_codes["claim_id"], claim_ids)
+    else:
+        line_claim_row = _claim_rows(line_ids, claim_ids)
     orphan = line_claim_row < 0
 
     # claim_id carried by more than one claim row
-    own_first = pc.index_in(claim_ids, value_set=claim_ids).fill_null(-1).to_numpy()
+    if "claim_id" in claim_codes:
+        own_first = _first_rows(claim_codes["claim_id"])
+    else:
+        own_first = pc.index_in(claim_ids, value_set=claim_ids).fill_null(-1).to_numpy()
     counts = np.bincount(own_first[own_first >= 0], minlength=n_claims)
     repeated = np.zeros(n_claims, dtype=bool)
     has_id = own_first >= 0
@@ -60,7 +77,7 @@ def check_structure(
     no_lines[has_id] = n_lines[own_first[has_id]] == 0
 
     # line_no repeated within (claim_id, kind)
-    dup_line = _repeated_line_numbers(lines, line_claim_row)
+    dup_line = _repeated_line_numbers(lines, line_claim_row, line_codes.get("kind"), n_claims)
 
     # the first bad line of each claim names the problem; more are counted
     bad_line = (~pc.is_null(line_errors).to_numpy(zero_copy_only=False)) | dup_line
@@ -135,28 +152,43 @@ def _claim_rows(line_ids: pa.Array, claim_ids: pa.Array) -> Array:
     return np.repeat(run_rows.fill_null(-1).to_numpy().astype(np.int64), lengths)
 
 
-def _repeated_line_numbers(lines: pa.Table, claim_row: Array) -> Array:
+def _first_rows(codes: Codes) -> Array:
+    """Per row, the first row with the same value (nulls are one value, as in index_in)."""
+    n = len(codes.indices)
+    first = np.full(len(codes.words) + 1, -1, dtype=np.int64)  # the last slot: null
+    rows = np.arange(n, dtype=np.int64)
+    first[codes.indices[::-1]] = rows[::-1]  # the last write per word is its first row
+    return np.asarray(first[codes.indices])
+
+
+def _claim_rows_by_code(codes: Codes, claim_ids: pa.Array) -> Array:
+    """``_claim_rows`` from dictionary codes: each distinct claim_id is looked up once."""
+    word_rows = pc.index_in(codes.words, value_set=claim_ids).fill_null(-1).to_numpy()
+    # code -1 (a null id) joins a claim row with a null id, as index_in does
+    null_row = pc.index_in(pa.nulls(1, pa.string()), value_set=claim_ids)[0].as_py()
+    word_rows = np.append(
+        np.asarray(word_rows, dtype=np.int64), -1 if null_row is None else null_row
+    )
+    return np.asarray(word_rows[codes.indices])
+
+
+_KINDS = pa.array(["drug", "service", "supply"])
+
+
+def _repeated_line_numbers(
+    lines: pa.Table, claim_row: Array, kind_codes: Codes | None, n_claims: int
+) -> Array:
     """Lines whose (claim, kind, line_no) another line also has."""
     n = lines.num_rows
     if n == 0:
         return np.zeros(0, dtype=bool)
-    kind = pc.index_in(lines.column("kind"), value_set=pa.array(["drug", "service", "supply"]))
-    kind_code = kind.fill_null(3).to_numpy().astype(np.int64)
+    if kind_codes is not None:  # the kind of each distinct word, then per line
+        per_word = pc.index_in(kind_codes.words, value_set=_KINDS).fill_null(3).to_numpy()
+        kind_code = np.append(np.asarray(per_word, dtype=np.int64), 3)[kind_codes.indices]
+    else:
+        kind = pc.index_in(lines.column("kind"), value_set=_KINDS)
+        kind_code = kind.fill_null(3).to_numpy().astype(np.int64)
     line_no = columns.array(lines, "line_no")
     no = line_no.cast(pa.int64()).fill_null(-(2**31)).to_numpy() + 2**31
-    key = (claim_row * 4 + kind_code) * 2**33 + no
-    key_ok = (claim_row >= 0) & line_no.is_valid().to_numpy(zero_copy_only=False)
-    if not bool(np.all(key[1:] >= key[:-1])):  # lines usually come sorted: skip the sort
-        order = np.argsort(key, kind="stable")
-        key, key_ok = key[order], key_ok[order]
-    else:
-        order = None
-    eq = (key[1:] == key[:-1]) & key_ok[1:] & key_ok[:-1]
-    same = np.zeros(n, dtype=bool)
-    same[:-1] |= eq
-    same[1:] |= eq
-    if order is not None:
-        out = np.zeros(n, dtype=bool)
-        out[order] = same
-        return out
-    return same
+    key = np.where(line_no.is_valid().to_numpy(zero_copy_only=False), kind_code * 2**33 + no, -1)
+    return groups.repeated_keys(claim_row, key, n_claims)

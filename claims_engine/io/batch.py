@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,7 @@ from claims_engine.io.casting import (
     join_messages,
     prefix_messages,
 )
+from claims_engine.io.dictionary import Codes, from_dictionary_column, without
 from claims_engine.io.pruning import unread_columns
 from claims_engine.schema import CLAIM_COLUMNS, LINE_COLUMNS, Column
 
@@ -49,13 +50,19 @@ class Batch:
     claim_errors: pa.Array  # pa.string() per claims row: null, or messages joined by "; "
     line_errors: pa.Array  # pa.string() per lines row, each message names its line
     files: tuple[Path, ...]  # the files read (claims, lines), for a content hash
+    # level ("claim"/"line") -> column -> dictionary codes of string columns that the
+    # file stored dictionary-encoded (null where the table value is null)
+    codes: Mapping[str, Mapping[str, Codes]] = field(default_factory=dict)
 
 
-def read_table_file(path: Path, columns: list[str] | None = None) -> pa.Table:
+def read_table_file(
+    path: Path, columns: list[str] | None = None, as_dictionary: frozenset[str] = frozenset()
+) -> pa.Table:
     """Read a ``.parquet``, ``.arrow`` (IPC file or stream) or ``.csv`` file as it is.
 
     CSV columns are all read as strings (so "01001" keeps its zero) and only an
-    empty field is null ("NA" or "NULL" are codes like any other).
+    empty field is null ("NA" or "NULL" are codes like any other).  Parquet string
+    columns named in ``as_dictionary`` come back as Arrow dictionaries.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -67,6 +74,16 @@ def read_table_file(path: Path, columns: list[str] | None = None) -> pa.Table:
         raise BatchError(f"{path}: is not a file")
     try:
         if suffix == ".parquet":
+            if as_dictionary:
+                schema = pq.read_schema(path)
+                wanted = [
+                    f.name
+                    for f in schema
+                    if f.name in as_dictionary
+                    and pa.types.is_string(f.type)
+                    and (columns is None or f.name in columns)
+                ]
+                return pq.read_table(path, columns=columns, read_dictionary=wanted or None)
             return pq.read_table(path, columns=columns)
         if suffix == ".arrow":
             return _read_ipc(path)
@@ -144,11 +161,31 @@ def _line_labels(raw: pa.Table, cast: CastTable, rows: pa.Array) -> pa.ChunkedAr
 
 
 def _read_present(path: Path, columns: tuple[Column, ...], skip: frozenset[str]) -> pa.Table:
-    """The file, without the contract columns proven valid and not needed."""
+    """The file, without the contract columns proven valid and not needed.
+
+    String columns are read as dictionaries (see io/dictionary.py), then decoded
+    by the cast; the codes are kept beside the table by ``_codes``.
+    """
+    strings = frozenset(c.name for c in columns if pa.types.is_string(c.type))
     if not skip:
-        return read_table_file(path)
+        return read_table_file(path, as_dictionary=strings)
     names = pq.read_schema(path).names
-    return read_table_file(path, [n for n in names if n not in skip])
+    return read_table_file(path, [n for n in names if n not in skip], as_dictionary=strings)
+
+
+def _codes(raw: pa.Table, cast: CastTable) -> dict[str, Codes]:
+    """Dictionary codes of the raw dictionary columns, null where the cast value is."""
+    out: dict[str, Codes] = {}
+    for name in cast.table.column_names:
+        if name not in raw.column_names or not pa.types.is_string(
+            cast.table.schema.field(name).type
+        ):
+            continue
+        codes = from_dictionary_column(raw.column(name))
+        if codes is not None:
+            values = cast.table.column(name)
+            out[name] = without(codes, values.is_valid()) if values.null_count else codes
+    return out
 
 
 def read_batch(path: Path, needed: Mapping[str, frozenset[str]] | None = None) -> Batch:
@@ -206,4 +243,5 @@ def read_batch(path: Path, needed: Mapping[str, frozenset[str]] | None = None) -
         claim_errors=claim_errors,
         line_errors=line_errors,
         files=(claims_file, lines_file),
+        codes={"claim": _codes(raw_claims, claims), "line": _codes(raw_lines, lines)},
     )

@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from claims_engine.io.dictionary import Codes
 from claims_engine.kernels import groups, lookup, window
 from claims_engine.kernels import values as V
 from claims_engine.kernels.values import Array, Vec
@@ -106,6 +107,8 @@ class Evaluator:
         self.windows: dict[ir.WindowSpec, tuple[window.Sorted, Array | None]] = {}
         self.window_codes: dict[tuple[ir.Expr, bool], tuple[Array, int, Array]] = {}
         self.dictionaries: dict[ir.Expr, tuple[Array, pa.Array]] = {}
+        # string columns the reader kept dictionary-encoded: their codes for free
+        self.codes: Mapping[str, Codes] = {}
 
     @staticmethod
     def pair(
@@ -246,6 +249,10 @@ class Evaluator:
     def dictionary(self, e: ir.Expr) -> tuple[Array, pa.Array]:
         """A string expression as (row -> word index, -1 for null; distinct words)."""
         if e not in self.dictionaries:
+            if isinstance(e, ir.Field) and e.level == self.level and e.name in self.codes:
+                codes = self.codes[e.name]
+                self.dictionaries[e] = (codes.indices, codes.words)
+                return self.dictionaries[e]
             arr = V.to_arrow(self.eval(e), self.n).cast(pa.string())
             encoded = pc.dictionary_encode(arr)
             indices = np.asarray(encoded.indices.fill_null(-1).to_numpy(), dtype=np.int32)

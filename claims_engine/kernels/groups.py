@@ -74,3 +74,64 @@ def group_extreme(
         return res, hit
     out, seen = _group_extreme(group, values.astype(np.int64), include, n, want_max)
     return np.asarray(out), np.asarray(seen)
+
+
+@numba.njit(cache=True, nogil=True)
+def _repeats_in_runs(
+    group: Array, key: Array, n_groups: int
+) -> tuple[Array, bool]:  # pragma: no cover
+    """Rows whose key another row of its group has, when each group's rows are
+    contiguous (the second result says whether they were).  Keys < 0 never match."""
+    n = group.shape[0]
+    out = np.zeros(n, dtype=np.bool_)
+    seen = np.zeros(n_groups, dtype=np.bool_)
+    i = 0
+    while i < n:
+        g = group[i]
+        j = i + 1
+        while j < n and group[j] == g:
+            j += 1
+        if g >= 0:
+            if seen[g]:
+                return out, False
+            seen[g] = True
+            m = j - i
+            if m <= 24:  # the usual claim: compare pairs, no allocation
+                for a in range(i, j):
+                    ka = key[a]
+                    if ka < 0:
+                        continue
+                    for b in range(a + 1, j):
+                        if key[b] == ka:
+                            out[a] = True
+                            out[b] = True
+            else:
+                order = np.argsort(key[i:j], kind="mergesort")
+                for a in range(m - 1):
+                    p, q = i + order[a], i + order[a + 1]
+                    if key[p] >= 0 and key[p] == key[q]:
+                        out[p] = True
+                        out[q] = True
+        i = j
+    return out, True
+
+
+def repeated_keys(group: Array, key: Array, n_groups: int) -> Array:
+    """Rows whose non-negative ``key`` another row of the same group (>= 0) also has.
+
+    Lines come grouped by claim, so each claim's few lines are compared among
+    themselves; only when a claim's lines are scattered is the whole key sorted.
+    """
+    group = np.ascontiguousarray(group, dtype=np.int64)
+    key = np.ascontiguousarray(key, dtype=np.int64)
+    out, grouped = _repeats_in_runs(group, key, n_groups)
+    if grouped:
+        return np.asarray(out)
+    ok = (group >= 0) & (key >= 0)
+    order = np.flatnonzero(ok)
+    order = order[np.lexsort((key[order], group[order]))]
+    eq = (group[order][1:] == group[order][:-1]) & (key[order][1:] == key[order][:-1])
+    out = np.zeros(len(group), dtype=bool)
+    out[order[1:][eq]] = True
+    out[order[:-1][eq]] = True
+    return out
