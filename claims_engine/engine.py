@@ -15,8 +15,10 @@ Every step is a vectorized pass over whole columns.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numba
@@ -24,10 +26,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from claims_engine import schema
+from claims_engine import parts, schema
 from claims_engine.errors import ReferenceDataError
 from claims_engine.intake import Intake, check_structure
 from claims_engine.io.batch import Batch
+from claims_engine.io.dictionary import Codes
 from claims_engine.kernels import columns, evaluate, groups, money
 from claims_engine.kernels import values as V
 from claims_engine.kernels.format import render
@@ -138,6 +141,7 @@ class _Run:
         reference: dict[str, pa.Table],
         progress: Progress,
         history: History | None = None,
+        part_lines: int = 500_000,
     ) -> None:
         self.plan = plan
         self.claims, self.lines = batch.claims, batch.lines
@@ -161,6 +165,11 @@ class _Run:
         self.cev.codes = batch.codes.get("claim", {})
         self.lev.codes = batch.codes.get("line", {})
         self.nc, self.nl = batch.claims.num_rows, batch.lines.num_rows
+        self.batch = batch
+        # row rules run per claim range, two at a time (parts.py); None: whole batch
+        self.parts = parts.split(self.intake.line_claim_row, self.nc, part_lines)
+        # replacement values of adjust rules, computed where the rule ran
+        self.set_values: dict[tuple[str, str], Vec] = {}
         self.claim_ok = ~self.intake.malformed
         row = self.intake.line_claim_row
         self.line_ok = (
@@ -185,11 +194,10 @@ class _Run:
     def ev(self, level: str) -> evaluate.Evaluator:
         return self.cev if level == "claim" else self.lev
 
-    def in_force(self, rule: CompiledRule) -> Array | None:
+    def in_force(self, rule: CompiledRule, ev: evaluate.Evaluator) -> Array | None:
         if rule.effective_from is None and rule.effective_to is None:
             return None
         name = "admission_date" if rule.level == "claim" else "date_of_service"
-        ev = self.ev(rule.level)
         day = ev.eval(ir.Derived(name, t.DATE))
         d = V.full(day, ev.n)
         ok = V.valid_mask(day, ev.n).copy()
@@ -231,14 +239,29 @@ class _Run:
     def run_rules(
         self, rules: tuple[CompiledRule, ...], claim_mask: Array, line_mask: Array
     ) -> list[tuple[CompiledRule, Array]]:
+        row_rules = tuple(r for r in rules if not _has_window(r))
+        in_parts: dict[str, tuple[Array, Array, pa.Array]] = {}
+        if self.parts is not None and row_rules:
+            started = time.perf_counter()
+            in_parts = self._row_rules_in_parts(row_rules, claim_mask, line_mask)
+            self.timings["rules.row"] = (
+                self.timings.get("rules.row", 0.0) + time.perf_counter() - started
+            )
         fired = []
         needed_after = self._still_needed(rules)
         for i, rule in enumerate(rules):
+            if rule.id in in_parts:
+                hit, rows, messages = in_parts[rule.id]
+                self.hits.append(
+                    RuleHits(rule.id, rule.code, rule.severity, rule.level, rows, messages)
+                )
+                fired.append((rule, hit))
+                continue
             started = time.perf_counter()
             ev = self.ev(rule.level)
             mask = claim_mask if rule.level == "claim" else line_mask
             hit = ev.truth(rule.when) & mask
-            window = self.in_force(rule)
+            window = self.in_force(rule, ev)
             if window is not None:
                 hit &= window
             rows = np.flatnonzero(hit)
@@ -253,6 +276,8 @@ class _Run:
                 )
             )
             fired.append((rule, hit))
+            for target, expr in rule.sets:
+                self.set_values[(rule.id, target)] = self.lev.eval(expr)
             # time per kind of rule: window (card-holder) rules apart from row rules
             kind = "rules.window" if _has_window(rule) else "rules.row"
             self.timings[kind] = self.timings.get(kind, 0.0) + time.perf_counter() - started
@@ -265,10 +290,87 @@ class _Run:
                     del level_ev.cache[node]
         return fired
 
+    # --- row rules per part -----------------------------------------------------
+    def _part_evaluators(self, part: parts.Part) -> tuple[evaluate.Evaluator, evaluate.Evaluator]:
+        (c0, c1), (l0, l1) = part.claims, part.lines
+        row = self.intake.line_claim_row[l0:l1]
+        cev, lev = evaluate.Evaluator.pair(
+            self.batch.claims.slice(c0, c1 - c0),
+            self.batch.lines.slice(l0, l1 - l0),
+            np.where(row >= 0, row - c0, -1),
+            self.ctx.part(part.claims, part.lines),
+        )
+        for ev, full, (lo, hi) in ((cev, self.cev, part.claims), (lev, self.lev, part.lines)):
+            ev.codes = {k: Codes(c.indices[lo:hi], c.words) for k, c in full.codes.items()}
+            # lookups the whole batch already matched (required ones) are not redone
+            ev.lookup_rows = {k: r[lo:hi] for k, r in full.lookup_rows.items()}
+        return cev, lev
+
+    def _run_part(
+        self,
+        part: parts.Part,
+        rules: tuple[CompiledRule, ...],
+        needed_after: list[set[ir.Expr]],
+        claim_mask: Array,
+        line_mask: Array,
+    ) -> list[tuple[Array, Array, pa.Array, list[Vec]]]:
+        numba.set_num_threads(1)  # thread-local: the parts are the parallelism
+        cev, lev = self._part_evaluators(part)
+        out = []
+        for i, rule in enumerate(rules):
+            ev = cev if rule.level == "claim" else lev
+            lo, hi = part.claims if rule.level == "claim" else part.lines
+            mask = (claim_mask if rule.level == "claim" else line_mask)[lo:hi]
+            hit = ev.truth(rule.when) & mask
+            window = self.in_force(rule, ev)
+            if window is not None:
+                hit &= window
+            rows = np.flatnonzero(hit)
+            new = [lev.eval(expr) for _, expr in rule.sets]
+            out.append((hit, rows + lo, render(rule.message, ev, rows), new))
+            for level_ev in (cev, lev):
+                for node in [k for k in level_ev.cache if k not in needed_after[i]]:
+                    del level_ev.cache[node]
+        return out
+
+    def _row_rules_in_parts(
+        self, rules: tuple[CompiledRule, ...], claim_mask: Array, line_mask: Array
+    ) -> dict[str, tuple[Array, Array, pa.Array]]:
+        """Hits, hit rows and messages of each row rule, evaluated part by part."""
+        assert self.parts is not None
+        needed_after = self._still_needed(rules)
+        workers = min(len(self.parts), os.cpu_count() or 1)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="part") as pool:
+            results = list(
+                pool.map(
+                    lambda p: self._run_part(p, rules, needed_after, claim_mask, line_mask),
+                    self.parts,
+                )
+            )
+        out = {}
+        for i, rule in enumerate(rules):
+            per_part = [r[i] for r in results]
+            out[rule.id] = (
+                np.concatenate([x[0] for x in per_part]),
+                np.concatenate([x[1] for x in per_part]),
+                pa.concat_arrays([x[2] for x in per_part]),
+            )
+            for k, (target, _) in enumerate(rule.sets):
+                vecs = [
+                    (x[3][k], p.lines[1] - p.lines[0])
+                    for x, p in zip(per_part, self.parts, strict=True)
+                ]
+                self.set_values[(rule.id, target)] = Vec(
+                    vecs[0][0].type,
+                    np.concatenate([V.full(v, n) for v, n in vecs]),
+                    np.concatenate([V.valid_mask(v, n) for v, n in vecs]),
+                )
+        return out
+
     def apply_sets(self, fired: list[tuple[CompiledRule, Array]]) -> None:
         for rule, hit in fired:
-            for target, expr in rule.sets:
-                new = self.lev.eval(expr)
+            for target, _ in rule.sets:
+                new = self.set_values.pop((rule.id, target))
                 cur = self.effective[target]
                 scale = max(cur.type.scale, new.type.scale)
                 use = hit & V.valid_mask(new, self.nl)  # a null replacement keeps the declared
@@ -410,6 +512,9 @@ class _Run:
 # Below this many lines, parallel kernels cost more in thread wake-ups than they save:
 # a hospital's one-claim pre-validation runs single-threaded.
 SMALL_BATCH_LINES = 50_000
+# Lines per part of the row rules (parts.py): big enough that per-part overhead is
+# noise, small enough that a part's columns stay in cache and two run at once.
+PART_LINES = 500_000
 
 
 def run(
@@ -418,13 +523,18 @@ def run(
     reference: dict[str, pa.Table],
     progress: Progress = _noop,
     history: History | None = None,
+    part_lines: int = PART_LINES,
 ) -> Outcome:
-    """Evaluate ``plan`` on ``batch`` against reference tables (and earlier batches)."""
+    """Evaluate ``plan`` on ``batch`` against reference tables (and earlier batches).
+
+    ``part_lines``: row rules run per claim range of about this many lines (a
+    batch at most this big runs whole); the result does not depend on it.
+    """
     threads = numba.get_num_threads()
     if batch.lines.num_rows < SMALL_BATCH_LINES:
         numba.set_num_threads(1)
     try:
-        return _Run(plan, batch, reference, progress, history).run()
+        return _Run(plan, batch, reference, progress, history, part_lines).run()
     finally:
         numba.set_num_threads(threads)
 

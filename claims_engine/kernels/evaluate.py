@@ -72,6 +72,20 @@ class Context:
         self._levels[e] = lvl
         return lvl
 
+    def part(self, claims: tuple[int, int], lines: tuple[int, int]) -> Context:
+        """The same context for a range of claims and lines: computed values sliced,
+        the reference tables and level memo shared (both only grow)."""
+        bounds = {"claim": claims, "line": lines}
+        return Context(
+            self.derived,
+            self.lookups,
+            self.reference,
+            self.cacheable,
+            {k: V.rows(v, *bounds[k[0]]) for k, v in self.computed.items()},
+            self._levels,
+            self._ref_tables,
+        )
+
     def ref_table(self, lk: ir.Lookup) -> pa.Table:
         """The lookup's reference table (several stacked, labelled by discriminator)."""
         if lk.name not in self._ref_tables:

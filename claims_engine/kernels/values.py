@@ -57,6 +57,16 @@ def valid_mask(v: Vec, n: int) -> Array:
     return np.broadcast_to(v.valid, (n,))
 
 
+def rows(v: Vec, start: int, stop: int) -> Vec:
+    """Rows [start, stop) of a column value (a constant stays a constant)."""
+    if v.is_scalar:
+        return v
+    if v.is_arrow:
+        return Vec(v.type, v.data.slice(start, stop - start))
+    valid = v.valid if v.valid is None or np.ndim(v.valid) == 0 else v.valid[start:stop]
+    return Vec(v.type, v.data[start:stop], valid)
+
+
 def full(v: Vec, n: int) -> Array:
     """Numpy data broadcast to ``n`` rows (for numpy-backed kinds)."""
     return np.broadcast_to(np.asarray(v.data), (n,))
