@@ -32,7 +32,7 @@ from claims_engine.io.casting import (
     prefix_messages,
 )
 from claims_engine.io.dictionary import Codes, from_dictionary_column, without
-from claims_engine.io.pruning import unread_columns
+from claims_engine.io.pruning import proven_valid, unread_columns
 from claims_engine.schema import CLAIM_COLUMNS, LINE_COLUMNS, Column
 
 SUFFIXES = (".parquet", ".arrow", ".csv")
@@ -214,15 +214,26 @@ def read_batch(path: Path, needed: Mapping[str, frozenset[str]] | None = None) -
     skip_lines = (
         frozenset()
         if needed is None
-        else unread_columns(lines_file, LINE_COLUMNS, needed.get("line", frozenset()))
+        # kind and line_no label a bad line's message: always read
+        else unread_columns(
+            lines_file, LINE_COLUMNS, needed.get("line", frozenset()) | {"kind", "line_no"}
+        )
     )
     raw_claims = _read_present(claims_file, CLAIM_COLUMNS, skip_claims)
     claims = cast_table(
-        raw_claims, [c for c in CLAIM_COLUMNS if c.name not in skip_claims], claims_file, BatchError
+        raw_claims,
+        [c for c in CLAIM_COLUMNS if c.name not in skip_claims],
+        claims_file,
+        BatchError,
+        proven_valid(claims_file, CLAIM_COLUMNS),
     )
     raw_lines = _read_present(lines_file, LINE_COLUMNS, skip_lines)
     lines = cast_table(
-        raw_lines, [c for c in LINE_COLUMNS if c.name not in skip_lines], lines_file, BatchError
+        raw_lines,
+        [c for c in LINE_COLUMNS if c.name not in skip_lines],
+        lines_file,
+        BatchError,
+        proven_valid(lines_file, LINE_COLUMNS),
     )
 
     claim_errors = join_messages(

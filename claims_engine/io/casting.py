@@ -192,6 +192,11 @@ class Shown:
     def rows(self, indices: pa.Array) -> Chunked:
         return shown_values(self._data.take(indices))
 
+    def where(self, mask: pa.Array) -> Chunked:
+        """The rows where ``mask`` is true, in order (chunk by chunk: no concatenation
+        of a multi-chunk column, which ``take`` would do first)."""
+        return shown_values(self._data.filter(mask))
+
 
 def _message(mask: Chunked, name: str, shown: Shown | str, suffix: str) -> Chunked:
     """``name: <shown><suffix>`` where mask is true, else null (built for those rows only)."""
@@ -203,9 +208,8 @@ def _message(mask: Chunked, name: str, shown: Shown | str, suffix: str) -> Chunk
         value: Chunked | str = shown
         count = None
     else:
-        indices = pc.indices_nonzero(flat)
-        value = shown.rows(indices)
-        count = len(indices)
+        value = shown.where(flat)
+        count = len(value)
     text = pc.binary_join_element_wise(f"{name}: ", value, suffix, "")
     if isinstance(text, pa.ChunkedArray):
         text = text.combine_chunks()
@@ -603,13 +607,40 @@ def _zero(type_: pa.DataType) -> pa.Scalar:
     return pa.scalar(0, type_)
 
 
-def _check(values: Chunked, column: Column, failed: Chunked) -> Chunked:
-    """Value-level checks on correctly typed values: null, enumeration, sign."""
+def _dictionary_in_enum(raw: Chunked, column: Column) -> bool:
+    """A dictionary column whose every dictionary word is allowed: no row can be outside."""
+    if column.enum is None or not pa.types.is_dictionary(raw.type):
+        return False
+    allowed = pa.array(column.enum, type=column.type)
+    seen: set[int] = set()
+    for chunk in raw.chunks:
+        words = chunk.dictionary
+        key = id(words)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            inside = pc.is_in(words.cast(column.type), value_set=allowed)
+        except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError):
+            return False
+        if not pc.all(inside.fill_null(False)).as_py() and len(words):
+            return False
+    return True
+
+
+def _check(
+    values: Chunked, column: Column, failed: Chunked, proven: bool = False, enum_ok: bool = False
+) -> Chunked:
+    """Value-level checks on correctly typed values: null, enumeration, sign.
+
+    ``proven``: file metadata proved the null and sign checks (io/pruning.py);
+    ``enum_ok``: the file's dictionaries proved the enumeration check.
+    """
     messages = [failed]
-    if not column.nullable and values.null_count > 0:
+    if not proven and not column.nullable and values.null_count > 0:
         missing = pc.and_(pc.is_null(values), pc.is_null(failed))
         messages.append(_message(missing, column.name, "null", ", a value is required"))
-    if column.enum is not None:
+    if column.enum is not None and not enum_ok:
         allowed = pa.array(column.enum, type=column.type)
         outside = pc.and_(pc.is_valid(values), pc.invert(pc.is_in(values, value_set=allowed)))
         if _any(outside):
@@ -617,7 +648,7 @@ def _check(values: Chunked, column: Column, failed: Chunked) -> Chunked:
             messages.append(
                 _message(outside, column.name, Shown(values), f" is not one of {listed}")
             )
-    if column.non_negative:
+    if column.non_negative and not proven:
         negative = pc.less(values, _zero(column.type))
         if _any(negative):
             messages.append(_message(negative, column.name, Shown(values), " is negative"))
@@ -627,21 +658,25 @@ def _check(values: Chunked, column: Column, failed: Chunked) -> Chunked:
     return pc.coalesce(*present) if len(present) > 1 else present[0]
 
 
-def cast_column(raw: ArrowData, column: Column) -> Cast:
+def cast_column(raw: ArrowData, column: Column, proven: bool = False) -> Cast:
     """Cast one raw column to ``column.type``; bad values become null with a message.
 
     A column that already has the contract type skips casting (the fast path for
-    correctly typed Parquet): only null count, enumeration and sign are checked.
+    correctly typed Parquet): only null count, enumeration and sign are checked,
+    and not even those that the file's metadata proved (``proven``, for a column
+    whose file type is the contract type) or its dictionaries did.
     """
+    enum_ok = _dictionary_in_enum(_chunked(raw), column)
     data = _decode(_chunked(raw))
     if data.type == column.type:
         values, failed = data, _nulls(len(data))
         if pa.types.is_list(column.type):
             values = values.cast(column.type)  # list<element: ...> from Parquet -> list<item: ...>
     else:
+        proven = False
         convert = _CONVERTERS[_target_kind(column.type)]
         values, failed = convert(data, column, Shown(data))
-    errors = _check(values, column, failed)
+    errors = _check(values, column, failed, proven, enum_ok)
     if errors.null_count < len(errors):
         values = _null_where(pc.is_valid(errors), values)
     return Cast(values.cast(column.type), errors)
@@ -657,10 +692,12 @@ def cast_table(
     columns: Sequence[Column],
     file: Path,
     error: type[ClaimsEngineError],
+    proven: frozenset[str] = frozenset(),
 ) -> CastTable:
     """Cast ``table`` to ``columns`` (extra columns dropped, nullable ones may be absent).
 
     Raises ``error`` when a required column is missing or a column name is repeated.
+    ``proven``: columns whose null and sign checks the file's metadata proved.
     """
     names = table.column_names
     values: list[Chunked] = []
@@ -677,7 +714,7 @@ def cast_table(
                 )
             cast = null_column(column, table.num_rows)
         else:
-            cast = cast_column(table.column(column.name), column)
+            cast = cast_column(table.column(column.name), column, column.name in proven)
         values.append(cast.values)
         errors[column.name] = cast.errors
     schema = pa.schema([pa.field(c.name, c.type) for c in columns])

@@ -64,7 +64,7 @@ def from_dictionary_column(column: Any) -> Codes | None:
     for chunk in chunks:
         mapping = remap[distinct[_dictionary_id(chunk)]]
         raw = chunk.indices
-        idx = np.asarray(raw.fill_null(0).to_numpy(), dtype=np.int64)
+        idx = np.asarray((raw.fill_null(0) if raw.null_count else raw).to_numpy())
         codes = mapping[idx] if len(mapping) else np.full(len(idx), -1, dtype=np.int32)
         if raw.null_count:
             codes = np.where(raw.is_valid().to_numpy(zero_copy_only=False), codes, -1)

@@ -26,6 +26,14 @@ from claims_engine.schema import Column
 
 def unread_columns(path: Path, columns: Iterable[Column], needed: frozenset[str]) -> frozenset[str]:
     """Contract columns of a Parquet file that are unneeded and proven valid by metadata."""
+    columns = list(columns)
+    enums = {c.name for c in columns if c.enum is not None}
+    return frozenset(proven_valid(path, columns) - needed - enums)
+
+
+def proven_valid(path: Path, columns: Iterable[Column]) -> frozenset[str]:
+    """Contract columns of a Parquet file whose type is the contract's and whose
+    statistics prove the null and sign checks (enumerations still need values)."""
     if path.suffix.lower() != ".parquet":
         return frozenset()
     try:
@@ -40,8 +48,6 @@ def unread_columns(path: Path, columns: Iterable[Column], needed: frozenset[str]
         leaf = {rg.column(j).path_in_schema: j for j in range(rg.num_columns)}
     out = set()
     for col in columns:
-        if col.name in needed or col.enum is not None:
-            continue
         if arrow_schema.get_field_index(col.name) < 0 or col.name not in leaf:
             continue
         if arrow_schema.field(col.name).type != col.type:

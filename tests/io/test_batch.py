@@ -408,3 +408,42 @@ def test_empty_batch(tmp_path: Path) -> None:
     assert_contract_shape(batch.claims, batch.lines)
     assert len(batch.claim_errors) == 0
     assert len(batch.line_errors) == 0
+
+
+def test_parquet_checks_skipped_only_where_metadata_proves_them(tmp_path: Path) -> None:
+    """Row groups whose statistics and dictionaries prove the checks skip them; the
+    others (a bad kind, a null card, a negative quantity) are still caught per row."""
+    folder = tmp_path / "b"
+    folder.mkdir()
+    claims = pa.concat_tables([typed_claims()] * 3)
+    claim_ids = pa.array(["C1", "C2", "C3"])
+    cards = pa.array(["DN4010123456789", "DN4010123456789", None])
+    routes = pa.array(["registered", "bus", "registered"])
+    for name, col in (("claim_id", claim_ids), ("card_no", cards), ("route", routes)):
+        claims = claims.set_column(claims.schema.get_field_index(name), name, col)
+    pq.write_table(claims, folder / "claims.parquet", row_group_size=1)
+    lines = pa.concat_tables([typed_lines()] * 4)
+    kinds = pa.array(["drug", "drug", "pill", "drug"])
+    nos = pa.array([1, 2, 3, 4], pa.int32())
+    qty = pa.array([Decimal("1.000"), Decimal("-1.000"), Decimal("1.000"), Decimal("2.000")])
+    for name, col in (
+        ("kind", kinds),
+        ("line_no", nos),
+        ("quantity", qty.cast(pa.decimal128(13, 3))),
+    ):
+        lines = lines.set_column(lines.schema.get_field_index(name), name, col)
+    pq.write_table(lines, folder / "lines.parquet", row_group_size=2, store_decimal_as_integer=True)
+    batch = read_batch(folder, {"claim": frozenset(), "line": frozenset()})
+    assert batch.claim_errors.to_pylist() == [
+        None,
+        "route: 'bus' is not one of registered, referral, emergency, open_access, self_referred",
+        "card_no: null, a value is required",
+    ]
+    assert batch.line_errors.to_pylist() == [
+        None,
+        "line drug #2: quantity: -1.000 is negative",
+        "line pill #3: kind: 'pill' is not one of drug, service, supply",
+        None,
+    ]
+    assert batch.lines.column("kind").to_pylist() == ["drug", "drug", None, "drug"]
+    assert batch.codes["line"]["kind"].indices.tolist()[2] == -1  # codes follow the nulls
