@@ -19,7 +19,7 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numba
 import numpy as np
@@ -30,7 +30,6 @@ from claims_engine import parts, schema
 from claims_engine.errors import ReferenceDataError
 from claims_engine.intake import Intake, check_structure
 from claims_engine.io.batch import Batch
-from claims_engine.io.dictionary import Codes
 from claims_engine.kernels import columns, evaluate, groups, money
 from claims_engine.kernels import values as V
 from claims_engine.kernels.format import render
@@ -301,7 +300,7 @@ class _Run:
             self.ctx.part(part.claims, part.lines),
         )
         for ev, full, (lo, hi) in ((cev, self.cev, part.claims), (lev, self.lev, part.lines)):
-            ev.codes = {k: Codes(c.indices[lo:hi], c.words) for k, c in full.codes.items()}
+            ev.codes = {k: replace(c, indices=c.indices[lo:hi]) for k, c in full.codes.items()}
             # lookups the whole batch already matched (required ones) are not redone
             ev.lookup_rows = {k: r[lo:hi] for k, r in full.lookup_rows.items()}
         return cev, lev

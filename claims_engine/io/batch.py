@@ -173,15 +173,21 @@ def _read_present(path: Path, columns: tuple[Column, ...], skip: frozenset[str])
     return read_table_file(path, [n for n in names if n not in skip], as_dictionary=strings)
 
 
-def _codes(raw: pa.Table, cast: CastTable) -> dict[str, Codes]:
-    """Dictionary codes of the raw dictionary columns, null where the cast value is."""
+def _codes(
+    raw: pa.Table, cast: CastTable, join_only: frozenset[str] = frozenset()
+) -> dict[str, Codes]:
+    """Dictionary codes of the raw dictionary columns, null where the cast value is.
+
+    Columns in ``join_only`` (the lines' claim_id, used to find each line's claim)
+    keep the file's dictionaries as they are, without making their words distinct.
+    """
     out: dict[str, Codes] = {}
     for name in cast.table.column_names:
         if name not in raw.column_names or not pa.types.is_string(
             cast.table.schema.field(name).type
         ):
             continue
-        codes = from_dictionary_column(raw.column(name))
+        codes = from_dictionary_column(raw.column(name), unique=name not in join_only)
         if codes is not None:
             values = cast.table.column(name)
             out[name] = without(codes, values.is_valid()) if values.null_count else codes
@@ -254,5 +260,8 @@ def read_batch(path: Path, needed: Mapping[str, frozenset[str]] | None = None) -
         claim_errors=claim_errors,
         line_errors=line_errors,
         files=(claims_file, lines_file),
-        codes={"claim": _codes(raw_claims, claims), "line": _codes(raw_lines, lines)},
+        codes={
+            "claim": _codes(raw_claims, claims),
+            "line": _codes(raw_lines, lines, frozenset({"claim_id"})),
+        },
     )

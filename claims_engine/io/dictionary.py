@@ -25,7 +25,10 @@ class Codes:
     """A string column as one dictionary for the whole batch."""
 
     indices: Array  # int32 per row: position in ``words``, -1 for null
-    words: pa.Array  # distinct strings (pa.string()), in first-seen order
+    words: pa.Array  # strings (pa.string()), in first-seen order
+    # words are distinct (equal values have equal codes); a join key needs no such
+    # guarantee, and skipping it saves hashing a million claim ids once more
+    unique: bool = True
 
 
 def _dictionary_id(chunk: pa.DictionaryArray) -> tuple[int, int]:
@@ -34,11 +37,13 @@ def _dictionary_id(chunk: pa.DictionaryArray) -> tuple[int, int]:
     return (buffers[-1].address if buffers[-1] is not None else 0, len(chunk.dictionary))
 
 
-def from_dictionary_column(column: Any) -> Codes | None:
+def from_dictionary_column(column: Any, unique: bool = True) -> Codes | None:
     """Codes of a ``dictionary<int*, string>`` column (None: not such a column).
 
     The distinct dictionaries of the chunks are encoded together once, so the
     rows themselves are never hashed; each chunk's indices are then remapped.
+    With ``unique=False`` the dictionaries are only concatenated (a word may
+    repeat across row groups).
     """
     chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
     type_ = column.type
@@ -55,9 +60,16 @@ def from_dictionary_column(column: Any) -> Codes | None:
     remap: list[Array] = []
     if dictionaries:
         together = pa.concat_arrays([d.cast(pa.string()) for d in dictionaries])
-        encoded = pc.dictionary_encode(together)
-        words = encoded.dictionary
-        all_codes = np.asarray(encoded.indices.fill_null(-1).to_numpy(), dtype=np.int32)
+        if unique:
+            encoded = pc.dictionary_encode(together)
+            words = encoded.dictionary
+            all_codes = np.asarray(encoded.indices.fill_null(-1).to_numpy(), dtype=np.int32)
+        else:
+            words = together
+            all_codes = np.arange(len(together), dtype=np.int32)
+            if together.null_count:
+                valid = together.is_valid().to_numpy(zero_copy_only=False)
+                all_codes = np.where(valid, all_codes, -1).astype(np.int32)
         ends = np.cumsum([len(d) for d in dictionaries])
         remap = np.split(all_codes, ends[:-1])
     parts = []
@@ -70,7 +82,7 @@ def from_dictionary_column(column: Any) -> Codes | None:
             codes = np.where(raw.is_valid().to_numpy(zero_copy_only=False), codes, -1)
         parts.append(np.asarray(codes, dtype=np.int32))
     indices = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
-    return Codes(indices, words)
+    return Codes(indices, words, unique)
 
 
 def without(codes: Codes, valid: Any) -> Codes:
@@ -78,7 +90,7 @@ def without(codes: Codes, valid: Any) -> Codes:
     keep = np.asarray(pc.fill_null(valid, False).to_numpy(zero_copy_only=False), dtype=bool)
     if bool(keep.all()):
         return codes
-    return Codes(np.where(keep, codes.indices, -1).astype(np.int32), codes.words)
+    return Codes(np.where(keep, codes.indices, -1).astype(np.int32), codes.words, codes.unique)
 
 
 __all__ = ["Codes", "from_dictionary_column", "without"]

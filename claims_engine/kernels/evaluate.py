@@ -260,11 +260,16 @@ class Evaluator:
             arr = arr.cast(ref_col.type)
         return lookup.encode(ref_col, arr)
 
+    def _field_codes(self, e: ir.Expr) -> Codes | None:
+        if isinstance(e, ir.Field) and e.level == self.level:
+            return self.codes.get(e.name)
+        return None
+
     def dictionary(self, e: ir.Expr) -> tuple[Array, pa.Array]:
         """A string expression as (row -> word index, -1 for null; distinct words)."""
         if e not in self.dictionaries:
-            if isinstance(e, ir.Field) and e.level == self.level and e.name in self.codes:
-                codes = self.codes[e.name]
+            codes = self._field_codes(e)
+            if codes is not None and codes.unique:
                 self.dictionaries[e] = (codes.indices, codes.words)
                 return self.dictionaries[e]
             arr = V.to_arrow(self.eval(e), self.n).cast(pa.string())

@@ -11,10 +11,10 @@ from claims_engine.intake import check_structure
 from claims_engine.io.dictionary import Codes, from_dictionary_column
 
 
-def _codes(values: list[str | None]) -> Codes:
-    codes = from_dictionary_column(
-        pa.chunked_array([pa.array(values, pa.string()).dictionary_encode()])
-    )
+def _codes(values: list[str | None], unique: bool = True) -> Codes:
+    half = len(values) // 2  # two chunks with their own dictionaries, as row groups have
+    chunks = [pa.array(v, pa.string()).dictionary_encode() for v in (values[:half], values[half:])]
+    codes = from_dictionary_column(pa.chunked_array(chunks), unique=unique)
     assert codes is not None
     return codes
 
@@ -56,7 +56,10 @@ def test_codes_and_strings_agree(
         table,
         claim_errors,
         line_errors,
-        {"claim_id": _codes([x[0] for x in lines]), "kind": _codes([x[1] for x in lines])},
+        {
+            "claim_id": _codes([x[0] for x in lines], unique=False),
+            "kind": _codes([x[1] for x in lines]),
+        },
         {"claim_id": _codes(claim_ids)},
     )
     assert np.array_equal(plain.line_claim_row, coded.line_claim_row)

@@ -58,3 +58,12 @@ def test_parquet_row_groups_read_as_dictionaries(tmp_path: Path) -> None:
     assert codes is not None
     assert _decoded(codes.indices, codes.words) == values
     assert len(codes.words) == len({v for v in values if v is not None})
+
+
+def test_join_only_codes_keep_each_row_group_dictionary() -> None:
+    a = pa.array(["x", "y"]).dictionary_encode()
+    b = pa.array(["y", "z", None]).dictionary_encode()
+    codes = from_dictionary_column(pa.chunked_array([a, b, a]), unique=False)
+    assert codes is not None and not codes.unique
+    assert codes.words.to_pylist() == ["x", "y", "y", "z"]  # "y" twice: not deduplicated
+    assert _decoded(codes.indices, codes.words) == ["x", "y", "y", "z", None, "x", "y"]
