@@ -211,7 +211,7 @@ class Evaluator:
 
         encoded: dict[tuple[str, ir.Expr], tuple[Array, Array, int]] = {}
 
-        def keyed(pairs: tuple[tuple[str, ir.Expr], ...]) -> tuple[Array, Array]:
+        def keyed(pairs: tuple[tuple[str, ir.Expr], ...]) -> tuple[Array, list[Array], list[int]]:
             ref_codes, row_codes, sizes = [], [], []
             for column, expr in pairs:
                 if (column, expr) not in encoded:  # each key column is encoded once
@@ -222,23 +222,33 @@ class Evaluator:
                 ref_codes.append(rc)
                 row_codes.append(wc)
                 sizes.append(size)
-            return lookup.combine(ref_codes, sizes, nref), lookup.combine(row_codes, sizes, self.n)
+            return lookup.combine(ref_codes, sizes, nref), row_codes, sizes
 
         rows = np.arange(nref, dtype=np.int64)
-        ref_key, row_key = keyed(lk.keys)
+        ref_key, row_codes, sizes = keyed(lk.keys)
         if not lk.prefer:
-            return lookup.asof_match(ref_key, rows, ref_from, ref_to, row_key, row_date, row_ok)
+            return lookup.asof_match_codes(
+                ref_key, rows, ref_from, ref_to, row_codes, sizes, row_date, row_ok
+            )
         general = np.ones(nref, dtype=bool)
         for column, _ in lk.prefer:
             general &= np.asarray(ref.column(column).is_null().to_numpy(zero_copy_only=False))
-        best = lookup.asof_match(
-            np.where(general, ref_key, -1), rows, ref_from, ref_to, row_key, row_date, row_ok
+        sref, srow, ssizes = keyed(lk.keys + lk.prefer)
+        specific = lookup.asof_match_codes(
+            np.where(general, -1, sref), rows, ref_from, ref_to, srow, ssizes, row_date, row_ok
         )
-        sref, srow = keyed(lk.keys + lk.prefer)
-        specific = lookup.asof_match(
-            np.where(general, -1, sref), rows, ref_from, ref_to, srow, row_date, row_ok
+        # rows without a facility-specific match take the all-facility one
+        return lookup.asof_match_codes(
+            np.where(general, ref_key, -1),
+            rows,
+            ref_from,
+            ref_to,
+            row_codes,
+            sizes,
+            row_date,
+            row_ok,
+            prior=specific,
         )
-        return np.where(specific >= 0, specific, best)
 
     def _encode_key(self, ref_col: pa.Array, expr: ir.Expr) -> tuple[Array, Array, int]:
         """Codes of a key; a claim-level key of a line lookup is encoded per claim."""

@@ -131,6 +131,101 @@ def _ranges(sorted_keys: Array, row_key: Array) -> tuple[Array, Array]:
     return starts_table[slot], ends_table[slot]
 
 
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _scan_direct(
+    codes: Any,
+    sizes: Array,
+    starts_table: Array,
+    ends_table: Array,
+    dates: Array,
+    ok: Array,
+    ref_from: Array,
+    ref_to: Array,
+    ref_row: Array,
+    prior: Array,
+) -> Array:  # pragma: no cover
+    """combine + _ranges + _asof_scan in one pass: no 8M-row key or range arrays.
+
+    ``codes`` is a tuple of per-column row codes; a row whose ``prior`` (when given)
+    is a match keeps it (facility-specific rows before the all-facility ones).
+    """
+    n = dates.shape[0]
+    out = np.full(n, -1, dtype=np.int64)
+    space = starts_table.shape[0] - 1  # the last slot is empty: keys never reach it
+    has_prior = prior.shape[0] == n
+    for i in numba.prange(n):
+        if has_prior and prior[i] >= 0:
+            out[i] = prior[i]
+            continue
+        if not ok[i]:
+            continue
+        key = 0
+        for j in range(len(codes)):
+            c = codes[j][i]
+            if c < 0:
+                key = -1
+                break
+            key = key * sizes[j] + c
+        if key < 0 or key >= space:
+            continue
+        d = dates[i]
+        best = -1
+        for q in range(starts_table[key], ends_table[key]):  # by valid_from: last valid wins
+            if ref_from[q] <= d and d <= ref_to[q]:
+                best = q
+        if best >= 0:
+            out[i] = ref_row[best]
+    return out
+
+
+def asof_match_codes(
+    ref_key: Array,
+    ref_rows: Array,
+    ref_from: Array,
+    ref_to: Array,
+    row_codes: list[Array],
+    sizes: list[int],
+    row_date: Array,
+    row_ok: Array,
+    prior: Array | None = None,
+) -> Array:
+    """``asof_match`` with the rows' key given as per-column codes (combined on the fly
+    as in ``combine``); rows where ``prior`` >= 0 keep that match."""
+    n = len(row_date)
+    if not row_codes:  # no key column: every row has key 0
+        row_codes, sizes = [np.zeros(n, dtype=np.int64)], [1]
+    keep = ref_key >= 0
+    ref_key, ref_rows, ref_from, ref_to = (
+        ref_key[keep],
+        ref_rows[keep],
+        ref_from[keep],
+        ref_to[keep],
+    )
+    order = np.lexsort((ref_rows, ref_from, ref_key))  # key, then valid_from, then file order
+    sk = ref_key[order]
+    space = int(sk[-1]) + 1 if len(sk) else 1
+    if space > DIRECT_TABLE_LIMIT:
+        row_key = combine(row_codes, sizes, n)
+        found = asof_match(ref_key, ref_rows, ref_from, ref_to, row_key, row_date, row_ok)
+        return found if prior is None else np.where(prior >= 0, prior, found)
+    ends_table = np.cumsum(np.bincount(sk, minlength=space + 1))
+    starts_table = np.concatenate(([0], ends_table[:-1]))
+    return np.asarray(
+        _scan_direct(
+            tuple(np.ascontiguousarray(c, dtype=np.int64) for c in row_codes),
+            np.asarray(sizes, dtype=np.int64),
+            starts_table.astype(np.int64),
+            ends_table.astype(np.int64),
+            np.ascontiguousarray(row_date, dtype=np.int64),
+            np.ascontiguousarray(row_ok, dtype=np.bool_),
+            ref_from[order],
+            ref_to[order],
+            ref_rows[order],
+            np.zeros(0, dtype=np.int64) if prior is None else prior.astype(np.int64),
+        )
+    )
+
+
 def asof_match(
     ref_key: Array,
     ref_rows: Array,
