@@ -232,11 +232,37 @@ def _may_overflow(a: Array, b: Array) -> bool:
     return _magnitude(a) * _magnitude(b) >= INT64_SAFE
 
 
+@numba.njit(cache=True, nogil=True)
+def _mul_checked(a: Array, b: Array) -> tuple[Array, bool]:  # pragma: no cover
+    """a * b in int64, and whether every product fit (checked row by row in float)."""
+    n = max(a.shape[0], b.shape[0])
+    out = np.empty(n, dtype=np.int64)
+    sa, sb = a.shape[0] > 1, b.shape[0] > 1
+    for i in range(n):
+        x, y = a[i if sa else 0], b[i if sb else 0]
+        if abs(float(x) * float(y)) >= INT64_SAFE:
+            return out, False
+        out[i] = x * y
+    return out, True
+
+
 def mul(a: Array, b: Array) -> Array:
-    if _may_overflow(a, b):
-        x, y = _exact(np.asarray(a), np.asarray(b))
-        return np.asarray(x * y)
-    return np.asarray(a * b)
+    """Exact product of scaled integers: int64 when every row's product fits (the
+    bound of the largest values first; then row by row), else Python integers."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.dtype != object and b.dtype != object and not _may_overflow(a, b):
+        return np.asarray(a * b)
+    if a.dtype != object and b.dtype != object and a.size and b.size:
+        # the largest quantity and the largest price are rarely on one line
+        shape = np.broadcast_shapes(a.shape, b.shape)
+        out, fits = _mul_checked(
+            np.ascontiguousarray(a.reshape(-1), dtype=np.int64),
+            np.ascontiguousarray(b.reshape(-1), dtype=np.int64),
+        )
+        if fits:
+            return np.asarray(out).reshape(shape)
+    x, y = _exact(a, b)
+    return np.asarray(x * y)
 
 
 def add(a: Array, b: Array) -> Array:

@@ -150,3 +150,22 @@ def test_multiplication_overflow_is_exact() -> None:
     assert V.narrow(np.array([10**18, 5], dtype=object)).dtype == np.int64
     assert V.narrow(np.array([10**19, 5], dtype=object)).dtype == object
     assert list(V.add(np.array([2**62, 1]), np.array([2**62, 1]))) == [2**63, 2]
+
+
+def test_products_checked_row_by_row_stay_int64() -> None:
+    # the largest quantity and the largest price are on different lines: every
+    # product fits int64, though the product of the two maxima would not
+    q = np.array([9_999_999_999, 1, 3], dtype=np.int64)
+    p = np.array([2, 999_999_999_999_999, -5], dtype=np.int64)
+    out = V.mul(q, p)
+    assert out.dtype == np.int64
+    assert out.tolist() == [19_999_999_998, 999_999_999_999_999, -15]
+    assert V.mul(q, np.asarray(7)).tolist() == [69_999_999_993, 7, 21]  # a scalar factor
+
+
+def test_a_product_that_overflows_goes_exact() -> None:
+    q = np.array([9_999_999_999, 1], dtype=np.int64)
+    p = np.array([999_999_999_999_999, 1], dtype=np.int64)
+    out = V.mul(q, p)
+    assert out.dtype == object
+    assert out.tolist() == [9_999_999_999 * 999_999_999_999_999, 1]
