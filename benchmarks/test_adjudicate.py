@@ -102,12 +102,13 @@ def _print_detection(batch: Path, out: Path) -> None:
             for name in ("approved", "rejected", "flagged")
         ]
     )
+    lines = pq.read_table(out / "lines.parquet", columns=["claim_id", "reason_codes"])
     report = detection_report(
-        pq.read_table(batch / "truth.parquet"), outcome, DEFECT_CODES, IMPLIED_CODES
+        pq.read_table(batch / "truth.parquet"), outcome, DEFECT_CODES, IMPLIED_CODES, lines
     )
     print(
         f"  detection on {report.claims:,} claims: code, injected, recall, precision"
-        " (DUPLICATE_LINE is implied by DUPLICATE_CLAIM: a copy repeats every line)"
+        " (DUPLICATE_CLAIM implies DUPLICATE_LINE: a copy repeats every line)"
     )
     for code, score in sorted(report.scores.items()):
         print(f"    {code:26} {score.injected:7,} {score.recall:7.2%} {score.precision:8.2%}")

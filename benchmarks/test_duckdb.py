@@ -35,7 +35,7 @@ import pytest
 from benchmarks.conftest import REFERENCE, batch_folder
 from benchmarks.duckdb_baseline import compare_with_engine, read_engine_claims
 from claims_engine.fixtures.detection import detection_report
-from claims_engine.fixtures.generator import DEFECT_CODES
+from claims_engine.fixtures.generator import DEFECT_CODES, IMPLIED_CODES
 from claims_engine.plan.compiler import compile_pack
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -104,7 +104,8 @@ def test_engine_vs_duckdb(benchmark: Any, big_claims: int, tmp_path: Path, scale
     duck_claims = pq.read_table(duck_out / "outcome.parquet")
     agreement = compare_with_engine(engine_claims, duck_claims, plan)
     truth = pq.read_table(batch / "truth.parquet")
-    detection = detection_report(truth, engine_claims, DEFECT_CODES)
+    engine_lines = pq.read_table(engine_out / "lines.parquet", columns=["claim_id", "reason_codes"])
+    detection = detection_report(truth, engine_claims, DEFECT_CODES, IMPLIED_CODES, engine_lines)
 
     t = summary["timings"]
     engine_eval = t["evaluate"]

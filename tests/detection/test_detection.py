@@ -3,11 +3,16 @@
 A generated batch (claims with at most one injected defect each, listed in the
 truth table) is written to Parquet, read back and adjudicated by the bundled
 `vn_bhyt` pack against the bundled demo reference data, the way `adjudicate`
-does.  Then, per code (the generator's DEFECT_CODES, every code of the truth and
-every code reported; no list of the pack's codes here):
+does.  The generator injects every code the pack can report, and the two of
+intake (MALFORMED, ORPHAN_LINE): `test_every_pack_code_is_injectable` compares
+DEFECT_CODES with the compiled pack's codes (`NOT_INJECTED` lists the documented
+exceptions; there are none).  Then, per code (DEFECT_CODES, every code of the
+truth and every code reported):
 
 - recall 100%: every injected (claim_id, code) is in that claim's reason_codes,
-  and a line-level defect is reported on the very line the generator changed;
+  and a line-level defect is reported on the very line the generator changed (an
+  orphan line, under a claim_id no claim row holds, is in no claim outcome: its
+  code is read from the engine's lines output);
 - precision 100%: nothing else is reported on a defective claim, and nothing at
   all on a claim the generator left untouched.
 
@@ -31,7 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from claims_engine import engine, pipeline
+from claims_engine import engine, pipeline, schema
 from claims_engine.adjudicate import Result
 from claims_engine.cli import demo_reference_dir
 from claims_engine.fixtures.detection import (
@@ -49,11 +54,13 @@ from claims_engine.fixtures.generator import (
 from claims_engine.io.batch import read_batch
 
 N_CLAIMS = 3000
-DEFECT_RATE = 0.2
+DEFECT_RATE = 0.2  # about 18 claims per code
 SEED = 20260105
 
 # injected code -> codes its defect necessarily triggers as well (with the reason).
 IMPLIED: dict[str, tuple[str, ...]] = IMPLIED_CODES  # a copy repeats its original's lines
+# Codes of the pack (or of intake) the generator does not inject, with the reason.
+NOT_INJECTED: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")
@@ -79,16 +86,33 @@ def run(
     yield gb, _adjudicate(gb, tmp_path_factory.mktemp("detection"), inputs)
 
 
+def test_every_pack_code_is_injectable(inputs: pipeline.Inputs) -> None:
+    """The generator's codes are the pack's (read from the compiled rules, so a rule
+    added to the pack fails here until the generator injects it) and intake's."""
+    pack = {rule.code for rule in inputs.plan.rules}
+    assert len(pack) == len(inputs.plan.rules)  # one code per rule
+    expected = (pack | {schema.MALFORMED, schema.ORPHAN_LINE}) - set(NOT_INJECTED)
+    assert set(DEFECT_CODES) == expected, (
+        sorted(expected - set(DEFECT_CODES)),
+        sorted(set(DEFECT_CODES) - expected),
+    )
+    assert len(DEFECT_CODES) == len(set(DEFECT_CODES))
+    for code, codes in IMPLIED.items():
+        assert code in DEFECT_CODES and set(codes) <= set(DEFECT_CODES)
+
+
 def test_every_defect_code_is_injected(run: tuple[GeneratedBatch, Result]) -> None:
     gb, _ = run
     injected = set(gb.truth.column("code").to_pylist())
     assert injected == set(DEFECT_CODES)
     assert gb.truth.num_rows == round(N_CLAIMS * DEFECT_RATE)
+    # one row per defective claim (an orphan line: per orphan claim_id)
+    assert len(set(gb.truth.column("claim_id").to_pylist())) == gb.truth.num_rows
 
 
 def test_recall_and_precision_are_total(run: tuple[GeneratedBatch, Result]) -> None:
     gb, result = run
-    report = detection_report(gb.truth, _outcome(result), DEFECT_CODES, IMPLIED)
+    report = detection_report(gb.truth, _outcome(result), DEFECT_CODES, IMPLIED, lines=result.lines)
     assert report.claims == N_CLAIMS
     assert report.perfect, report.describe()
     for code, score in report.scores.items():
@@ -123,7 +147,9 @@ def test_clean_claims_are_paid_as_declared(run: tuple[GeneratedBatch, Result]) -
     defective = pc.unique(gb.truth.column("claim_id"))
     outcome = _outcome(result)
     clean = outcome.filter(pc.invert(pc.is_in(outcome.column("claim_id"), value_set=defective)))
-    assert clean.num_rows == N_CLAIMS - len(defective)
+    orphans = gb.truth.filter(pc.equal(gb.truth.column("code"), schema.ORPHAN_LINE)).num_rows
+    assert orphans > 0
+    assert clean.num_rows == N_CLAIMS - (len(defective) - orphans)
     assert set(clean.column("decision").to_pylist()) == {"approved"}
     differ = clean.filter(
         pc.not_equal(clean.column("fund_pays"), clean.column("declared_fund_pays"))
@@ -144,8 +170,9 @@ def test_detection_across_cutovers(
 ) -> None:
     gb = generate_batch(1200, 7, inputs.reference, defect_rate=0.1, start=start, days=days)
     result = _adjudicate(gb, tmp_path, inputs)
-    report = detection_report(gb.truth, _outcome(result), DEFECT_CODES, IMPLIED)
+    report = detection_report(gb.truth, _outcome(result), DEFECT_CODES, IMPLIED, lines=result.lines)
     assert report.perfect, report.describe()
+    assert misplaced_line_codes(gb.truth, result.lines).num_rows == 0
 
 
 def test_report_counts_misses_and_false_positives() -> None:
@@ -183,3 +210,34 @@ def test_report_counts_misses_and_false_positives() -> None:
         }
     )
     assert misplaced_line_codes(truth, lines).column("claim_id").to_pylist() == ["b"]
+
+
+def test_report_reads_orphan_lines_from_the_line_outcome() -> None:
+    """An orphan line's claim_id is in no claim outcome: without the lines its
+    injected code is missed, with them it is found (and nothing else is counted)."""
+    truth = pa.table(
+        {
+            "claim_id": ["a", "T-1"],
+            "kind": pa.array([None, "drug"], pa.string()),
+            "line_no": pa.array([None, 3], pa.int32()),
+            "code": ["X", "ORPHAN_LINE"],
+            "detail": ["", ""],
+        }
+    )
+    outcome = pa.table(
+        {"claim_id": ["a", "b"], "reason_codes": pa.array([["X"], []], pa.list_(pa.string()))}
+    )
+    lines = pa.table(
+        {
+            "claim_id": ["a", "b", "T-1"],
+            "kind": ["drug", "drug", "drug"],
+            "line_no": pa.array([1, 1, 3], pa.int32()),
+            "reason_codes": pa.array([["X"], [], ["ORPHAN_LINE"]], pa.list_(pa.string())),
+        }
+    )
+    blind = detection_report(truth, outcome, ["X", "ORPHAN_LINE"])
+    assert blind.scores["ORPHAN_LINE"].recall == 0.0 and not blind.perfect
+    report = detection_report(truth, outcome, ["X", "ORPHAN_LINE"], lines=lines)
+    assert report.perfect, report.describe()
+    assert report.claims == 2 and report.scores["ORPHAN_LINE"].detected == 1
+    assert misplaced_line_codes(truth, lines).num_rows == 0
