@@ -117,12 +117,22 @@ def adjudicate(
     batch_id: Annotated[
         str | None, typer.Option(help="batch id (default: hash of the inputs)")
     ] = None,
+    codes: Annotated[
+        str | None,
+        typer.Option(
+            help="only the rules of these reason codes, comma-separated (intake always runs); "
+            "for measuring a subset or a change's impact"
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress or summary")] = False,
 ) -> None:
     """Adjudicate a batch: approved, rejected and flagged claims with reasons and amounts."""
+    selected = None
+    if codes is not None:
+        selected = frozenset(c.strip() for c in codes.split(",") if c.strip())
     with _stages(not quiet and err.is_terminal) as step:
         result = pipeline.adjudicate_batch(
-            batch, out_dir, _reference(reference), rules, batch_id, step, history
+            batch, out_dir, _reference(reference), rules, batch_id, step, history, selected
         )
     if not quiet:
         out.print(_summary_table(result))
@@ -215,7 +225,7 @@ def demo(
     batch_dir = Path(tempfile.mkdtemp(prefix="claims-engine-demo-"))
     err.print(f"generating {claims:,} demo claims (seed {seed}) in {batch_dir}")
     write_batch(generate_batch(claims, seed, tables, defect_rate=defect_rate), batch_dir)
-    adjudicate(batch_dir, out_dir, ref_dir, "vn_bhyt", history, None, False)
+    adjudicate(batch_dir, out_dir, ref_dir, "vn_bhyt", history, None, None, False)
 
 
 def demo_reference_dir() -> Path:

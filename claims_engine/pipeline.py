@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from claims_engine import adjudicate, engine, schema
+from claims_engine.errors import ClaimsEngineError
 from claims_engine.history import HistoryStore
 from claims_engine.io.batch import Batch, read_batch
 from claims_engine.io.output import content_hash, output_lock, write_outputs
@@ -92,18 +93,25 @@ def adjudicate_batch(
     batch_id: str | None = None,
     progress: Progress = _quiet,
     history_dir: Path | None = None,
+    codes: frozenset[str] | None = None,
 ) -> adjudicate.Result:
     """The nightly job: every claim of a batch to approved/rejected/flagged files.
 
     With ``history_dir``, card-holder rules also see earlier batches, and after the
     outputs are written this batch's rows are committed to history in one
-    transaction (a re-run of the same batch id replaces them).
+    transaction (a re-run of the same batch id replaces them).  With ``codes``
+    only the rules of those reason codes run (summary.json lists them).
     """
     with output_lock(out_dir):  # fail fast if another run writes the same folder
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         progress("compile")
         plan = compile_pack(pack)
+        if codes is not None:
+            try:
+                plan = plan.select(codes)
+            except ValueError as exc:
+                raise ClaimsEngineError(f"--codes: {exc}") from exc
         timings["compile"] = time.perf_counter() - t0
         progress("reference")
         inputs = Inputs(plan, load_reference(reference_dir).tables)
@@ -149,6 +157,8 @@ def adjudicate_batch(
         progress("write")
         t5 = time.perf_counter()
         result.summary["timings"].update({k: round(v, 4) for k, v in timings.items()})
+        if codes is not None:
+            result.summary["pack"]["selected_codes"] = sorted(codes)
         write_outputs(out_dir, result.tables(), result.summary)
         result.summary["timings"]["write"] = round(time.perf_counter() - t5, 4)
         if store is not None and past is not None:

@@ -7,7 +7,8 @@ rule authors who want to see what the compiler made of their rules.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import difflib
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
@@ -17,6 +18,7 @@ from claims_engine.lang import ir
 STAGE_INPUT = 0  # reads only input and reference data: may reject
 STAGE_ELIGIBLE = 1  # reads computed.eligible (after rejections and price adjustments)
 STAGE_FUND = 2  # reads computed.fund_pays
+INTAKE_CODES = frozenset({"MALFORMED", "ORPHAN_LINE"})  # the engine's, before any rule
 STAGE_NAMES = {STAGE_INPUT: "input", STAGE_ELIGIBLE: "after-eligible", STAGE_FUND: "after-fund"}
 
 
@@ -72,6 +74,19 @@ class Plan:
                 if isinstance(node, ir.Field):
                     out[node.level].add(node.name)
         return {level: frozenset(names) for level, names in out.items()}
+
+    def select(self, codes: set[str] | frozenset[str]) -> Plan:
+        """The plan with only the rules of these reason codes (intake always runs).
+
+        For measuring a subset (the DuckDB baseline's rules) or a change's impact;
+        an unknown code raises ValueError naming the closest known one.
+        """
+        known = {r.code for r in self.rules} | INTAKE_CODES
+        for code in sorted(codes - known):
+            close = difflib.get_close_matches(code, sorted(known), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ValueError(f"pack {self.pack_id} has no rule with code {code}{hint}")
+        return replace(self, rules=tuple(r for r in self.rules if r.code in codes))
 
     def rules_at(self, stage: int) -> tuple[CompiledRule, ...]:
         return tuple(r for r in self.rules if r.stage == stage)

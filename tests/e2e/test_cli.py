@@ -284,3 +284,17 @@ def test_rules_functions_lists_the_language(capsys: pytest.CaptureFixture[str]) 
     listing = capsys.readouterr().out
     for usage in ("days_between(from, to)", "right(text, n)", "exists(lookup)"):
         assert usage in listing
+
+
+def test_adjudicate_selected_codes_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    batch = write_batch(tmp_path / "batch")
+    out = tmp_path / "out"
+    assert adjudicate(batch, out, "--codes", "CARD_EXPIRED, ORPHAN_LINE") == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["pack"]["selected_codes"] == ["CARD_EXPIRED", "ORPHAN_LINE"]
+    # CARD_FORMAT, PRICE_ABOVE_CEILING and ITEM_NOT_IN_CATALOGUE did not run
+    assert summary["codes"] == {"CARD_EXPIRED": 1, "ORPHAN_LINE": 1}
+    assert adjudicate(batch, out, "--codes", "CARD_EXPIRD") == 2
+    assert (
+        "has no rule with code CARD_EXPIRD (did you mean CARD_EXPIRED?)" in capsys.readouterr().err
+    )
