@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from benchmarks.conftest import REFERENCE, batch_folder
-from benchmarks.duckdb_baseline import compare_with_engine, read_engine_claims
+from benchmarks.duckdb_baseline import CODES, compare_with_engine, read_engine_claims
 from claims_engine.fixtures.detection import detection_report
 from claims_engine.fixtures.generator import DEFECT_CODES, IMPLIED_CODES
 from claims_engine.plan.compiler import compile_pack
@@ -76,6 +76,26 @@ def test_engine_vs_duckdb(benchmark: Any, big_claims: int, tmp_path: Path, scale
         tmp_path / "engine",
     )
     summary = json.loads((engine_out / "summary.json").read_text())
+    # like for like: the engine running only the rules the SQL has
+    same_out = tmp_path / "engine-same"
+    same_wall, same_rss = _child(
+        [
+            sys.executable,
+            "-m",
+            "claims_engine.cli",
+            "adjudicate",
+            str(batch),
+            "--out",
+            str(same_out),
+            "--reference",
+            str(REFERENCE),
+            "--codes",
+            ",".join(CODES),
+            "--quiet",
+        ],
+        tmp_path / "engine-same",
+    )
+    same = json.loads((same_out / "summary.json").read_text())
 
     duck: dict[str, Any] = {}
 
@@ -129,8 +149,17 @@ def test_engine_vs_duckdb(benchmark: Any, big_claims: int, tmp_path: Path, scale
             "peak_rss_mib": round(duck["peak_rss_mib"], 1),
             "version": duck.get("duckdb_version"),
         },
+        "engine_same_rules": {
+            "codes": list(CODES),
+            "evaluate_seconds": same["timings"]["evaluate"],
+            "wall_seconds": round(same_wall, 3),
+            "stage_seconds": same["timings"],
+            "peak_rss_mib": round(same_rss, 1),
+        },
         "ratio_evaluate": round(engine_eval / duck_query, 3),
+        "ratio_evaluate_same_rules": round(same["timings"]["evaluate"] / duck_query, 3),
         "ratio_end_to_end": round(engine_wall / duck["wall"], 3),
+        "ratio_end_to_end_same_rules": round(same_wall / duck["wall"], 3),
         "agreement": {name: a.as_dict() for name, a in agreement.items()},
         "engine_detection": detection.as_dict(),
     }
@@ -145,6 +174,12 @@ def test_engine_vs_duckdb(benchmark: Any, big_claims: int, tmp_path: Path, scale
     print(
         f"  rule evaluation: engine {engine_eval:.3f} s, DuckDB {duck_query:.3f} s "
         f"-> engine/DuckDB {figures['ratio_evaluate']:.2f}"
+    )
+    print(
+        f"  same {len(CODES)} codes: engine {same['timings']['evaluate']:.3f} s, "
+        f"DuckDB {duck_query:.3f} s -> engine/DuckDB "
+        f"{figures['ratio_evaluate_same_rules']:.2f} (end to end "
+        f"{figures['ratio_end_to_end_same_rules']:.2f})"
     )
     print(
         f"  end to end:      engine {engine_wall:.2f} s, DuckDB {duck['wall']:.2f} s "
