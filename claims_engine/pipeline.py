@@ -121,6 +121,9 @@ def adjudicate_batch(
         # history keeps whole rows, so a run that writes it reads every column
         needed = None if history_dir is not None else engine.needed_fields(inputs.plan)
         batch = read_batch(batch_path, needed)
+        # decoding pages and casting leave freed Arrow buffers behind: give them back
+        # to the system before the rules allocate their (numpy) arrays
+        pa.default_memory_pool().release_unused()
         bid = batch_id or content_hash(batch.files)
         t2 = time.perf_counter()
         timings["read"] = t2 - t1

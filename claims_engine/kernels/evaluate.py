@@ -32,6 +32,9 @@ from claims_engine.lang.checker import power_of_ten
 EPOCH = date(1970, 1, 1)
 SECONDS_PER_DAY = 86_400
 LEVEL_RANK = {"const": 0, "claim": 1, "line": 2}
+# A message value is computed on the hit rows alone when they are fewer than this
+# share of the rows (1/8); more hits reuse the whole column.
+SUBSET_SHARE = 8
 
 
 @dataclass
@@ -45,6 +48,7 @@ class Context:
     computed: dict[tuple[str, str], Vec] = field(default_factory=dict)
     _levels: dict[ir.Expr, str] = field(default_factory=dict)
     _ref_tables: dict[str, pa.Table] = field(default_factory=dict)
+    _local: dict[ir.Expr, bool] = field(default_factory=dict)
 
     def level_of(self, e: ir.Expr) -> str:
         hit = self._levels.get(e)
@@ -84,7 +88,47 @@ class Context:
             {k: V.rows(v, *bounds[k[0]]) for k, v in self.computed.items()},
             self._levels,
             self._ref_tables,
+            self._local,
         )
+
+    def subset(self, claims: Array, lines: Array | None) -> Context:
+        """The context at some claim rows (and line rows): computed values taken."""
+        rows = {"claim": claims, "line": lines}
+        computed = {}
+        for (level, name), v in self.computed.items():
+            at = rows[level]
+            if at is not None:
+                computed[(level, name)] = take(v, at)
+        return Context(
+            self.derived,
+            self.lookups,
+            self.reference,
+            self.cacheable,
+            computed,
+            self._levels,
+            self._ref_tables,
+            self._local,
+        )
+
+    def row_local(self, e: ir.Expr) -> bool:
+        """Whether ``e``'s value at a row depends on that row (and its claim) alone:
+        no aggregate over lines, no window, also inside named values and lookups."""
+        hit = self._local.get(e)
+        if hit is None:
+            hit = True
+            for node in ir.walk(e):
+                if isinstance(node, ir.Aggregate | ir.Window):
+                    hit = False
+                elif isinstance(node, ir.Derived):
+                    hit = self.row_local(self.derived[node.name][1])
+                elif isinstance(node, ir.LookupField | ir.LookupExists):
+                    lk = self.lookups[node.lookup]
+                    keys = (lk.as_of, *(k for _, k in lk.keys), *(k for _, k in lk.prefer))
+                    hit = all(self.row_local(k) for k in keys)
+                if not hit:
+                    break
+            self._local[e] = hit
+        return hit
 
     def ref_table(self, lk: ir.Lookup) -> pa.Table:
         """The lookup's reference table (several stacked, labelled by discriminator)."""
@@ -152,11 +196,46 @@ class Evaluator:
         return v
 
     def eval_rows(self, e: ir.Expr, rows: Array) -> Vec:
-        """``e`` at some rows only; a claim value for lines is taken per claim, not broadcast."""
+        """``e`` at some rows only (a message's values at a rule's hits).
+
+        A value already computed is taken at the rows; one that depends on its row
+        alone (no aggregate or window anywhere in it) is computed on those rows only,
+        so a message costs its hits, not the batch.
+        """
+        if e not in self.cache and len(rows) * SUBSET_SHARE < self.n and self.ctx.row_local(e):
+            sub = self._rows_evaluator(rows)
+            if sub is not None:
+                return sub.eval(e)
         if self.level == "line" and e not in self.cache and self.ctx.level_of(e) == "claim":
             assert self.parent is not None and self.to_parent is not None
             return take(self.parent.eval(e), self.to_parent[rows])
         return take(self.eval(e), rows)
+
+    def _rows_evaluator(self, rows: Array) -> Evaluator | None:
+        """An evaluator of just ``rows`` (a line's claim comes along), sharing what
+        this one knows: lookup matches and dictionary codes at those rows."""
+        lines = claims = None
+        if self.level == "line":
+            assert self.parent is not None and self.to_parent is not None
+            claims = self.to_parent[rows]
+            if bool((claims < 0).any()):
+                return None  # an orphan line: no claim to bring along
+            lines = rows
+        else:
+            claims = rows
+        ctx = self.ctx.subset(claims, lines)
+        parent = self.parent if self.level == "line" else self
+        assert parent is not None
+        c = Evaluator("claim", parent.table.take(pa.array(claims)), ctx)
+        c.codes = {k: replace(v, indices=v.indices[claims]) for k, v in parent.codes.items()}
+        c.lookup_rows = {k: v[claims] for k, v in parent.lookup_rows.items()}
+        if lines is None:
+            return c
+        ln = Evaluator("line", self.table.take(pa.array(lines)), ctx)
+        ln.codes = {k: replace(v, indices=v.indices[lines]) for k, v in self.codes.items()}
+        ln.lookup_rows = {k: v[lines] for k, v in self.lookup_rows.items()}
+        c.child, ln.parent, ln.to_parent = ln, c, np.arange(len(lines), dtype=np.int64)
+        return ln
 
     def truth(self, e: ir.Expr) -> Array:
         """Rows where a condition is true (null counts as not true)."""

@@ -63,3 +63,18 @@ def test_parts_give_the_whole_batch_result(
         assert parted.tables()[name].equals(table), name
     assert whole.summary["codes"] == parted.summary["codes"]
     assert sum(whole.summary["codes"].values()) > 50  # the defects did fire
+
+
+def test_messages_from_hit_rows_equal_whole_columns(
+    parquet_batch: Path, plan: Plan, reference: dict[str, pa.Table], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Message values computed on the hit rows only are those of the whole columns."""
+    from claims_engine.kernels import evaluate
+
+    batch = read_batch(parquet_batch, engine.needed_fields(plan))
+    monkeypatch.setattr(evaluate, "SUBSET_SHARE", 1)  # hit rows alone whenever fewer
+    subset = adjudicate.build(engine.run(plan, batch, reference), plan, "t").reasons
+    monkeypatch.setattr(evaluate, "SUBSET_SHARE", 10**12)  # always the whole column
+    whole = adjudicate.build(engine.run(plan, batch, reference), plan, "t").reasons
+    assert subset.num_rows > 100
+    assert subset.equals(whole)
