@@ -147,6 +147,42 @@ class Context:
         return self._ref_tables[lk.name]
 
 
+class RowsTable:
+    """Some rows of a table, each column taken when first read (a message reads a few).
+
+    ``Table.take`` would first join every chunk of every column; this takes the
+    rows chunk by chunk, and only from the columns an expression reads.
+    """
+
+    def __init__(self, table: Any, rows: Array) -> None:
+        self._table, self._rows = table, rows
+        self.num_rows = len(rows)
+        self._columns: dict[str, pa.ChunkedArray] = {}
+
+    def column(self, name: str) -> pa.ChunkedArray:
+        if name not in self._columns:
+            self._columns[name] = take_rows(self._table.column(name), self._rows)
+        return self._columns[name]
+
+
+def take_rows(column: pa.ChunkedArray, rows: Array) -> pa.ChunkedArray:
+    """``column`` at ``rows`` (any order), without combining its chunks."""
+    lengths = np.array([len(c) for c in column.chunks], dtype=np.int64)
+    starts = np.concatenate(([0], np.cumsum(lengths)))
+    which = np.searchsorted(starts, rows, side="right") - 1
+    order = np.argsort(which, kind="stable")
+    pieces = []
+    for k in np.unique(which):
+        at = rows[order][which[order] == k] - starts[k]
+        pieces.append(column.chunk(int(k)).take(pa.array(at)))
+    taken = pa.chunked_array(pieces, type=column.type) if pieces else column.slice(0, 0)
+    if bool(np.all(order[1:] > order[:-1])):
+        return taken
+    back = np.empty(len(order), dtype=np.int64)
+    back[order] = np.arange(len(order), dtype=np.int64)
+    return taken.take(pa.array(back))
+
+
 class Evaluator:
     def __init__(self, level: str, table: pa.Table, ctx: Context) -> None:
         self.level = level
@@ -167,6 +203,7 @@ class Evaluator:
         self.dictionaries: dict[ir.Expr, tuple[Array, pa.Array]] = {}
         # string columns the reader kept dictionary-encoded: their codes for free
         self.codes: Mapping[str, Codes] = {}
+        self._rows_view: tuple[Array, Evaluator | None] | None = None
 
     @staticmethod
     def pair(
@@ -203,7 +240,9 @@ class Evaluator:
         so a message costs its hits, not the batch.
         """
         if e not in self.cache and len(rows) * SUBSET_SHARE < self.n and self.ctx.row_local(e):
-            sub = self._rows_evaluator(rows)
+            if self._rows_view is None or self._rows_view[0] is not rows:  # one per message
+                self._rows_view = (rows, self._rows_evaluator(rows))
+            sub = self._rows_view[1]
             if sub is not None:
                 return sub.eval(e)
         if self.level == "line" and e not in self.cache and self.ctx.level_of(e) == "claim":
@@ -226,12 +265,12 @@ class Evaluator:
         ctx = self.ctx.subset(claims, lines)
         parent = self.parent if self.level == "line" else self
         assert parent is not None
-        c = Evaluator("claim", parent.table.take(pa.array(claims)), ctx)
+        c = Evaluator("claim", RowsTable(parent.table, claims), ctx)
         c.codes = {k: replace(v, indices=v.indices[claims]) for k, v in parent.codes.items()}
         c.lookup_rows = {k: v[claims] for k, v in parent.lookup_rows.items()}
         if lines is None:
             return c
-        ln = Evaluator("line", self.table.take(pa.array(lines)), ctx)
+        ln = Evaluator("line", RowsTable(self.table, lines), ctx)
         ln.codes = {k: replace(v, indices=v.indices[lines]) for k, v in self.codes.items()}
         ln.lookup_rows = {k: v[lines] for k, v in self.lookup_rows.items()}
         c.child, ln.parent, ln.to_parent = ln, c, np.arange(len(lines), dtype=np.int64)
