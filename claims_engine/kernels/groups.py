@@ -81,37 +81,43 @@ def _repeats_in_runs(
     group: Array, key: Array, n_groups: int
 ) -> tuple[Array, bool]:  # pragma: no cover
     """Rows whose key another row of its group has, when each group's rows are
-    contiguous (the second result says whether they were).  Keys < 0 never match."""
+    contiguous (rows of group -1, orphans, may sit among them); the second result
+    says whether they were.  Keys < 0 never match."""
     n = group.shape[0]
     out = np.zeros(n, dtype=np.bool_)
     seen = np.zeros(n_groups, dtype=np.bool_)
     i = 0
     while i < n:
         g = group[i]
+        if g < 0:
+            i += 1
+            continue
+        if seen[g]:
+            return out, False
+        seen[g] = True
         j = i + 1
-        while j < n and group[j] == g:
+        while j < n and (group[j] == g or group[j] < 0):
             j += 1
-        if g >= 0:
-            if seen[g]:
-                return out, False
-            seen[g] = True
-            m = j - i
-            if m <= 24:  # the usual claim: compare pairs, no allocation
-                for a in range(i, j):
-                    ka = key[a]
-                    if ka < 0:
-                        continue
-                    for b in range(a + 1, j):
-                        if key[b] == ka:
-                            out[a] = True
-                            out[b] = True
-            else:
-                order = np.argsort(key[i:j], kind="mergesort")
-                for a in range(m - 1):
-                    p, q = i + order[a], i + order[a + 1]
-                    if key[p] >= 0 and key[p] == key[q]:
-                        out[p] = True
-                        out[q] = True
+        if j - i <= 24:  # the usual claim: compare pairs, no allocation
+            for a in range(i, j):
+                ka = key[a]
+                if ka < 0 or group[a] != g:
+                    continue
+                for b in range(a + 1, j):
+                    if key[b] == ka and group[b] == g:
+                        out[a] = True
+                        out[b] = True
+        else:
+            sub = key[i:j].copy()
+            for a in range(j - i):
+                if group[i + a] != g:
+                    sub[a] = -1
+            order = np.argsort(sub, kind="mergesort")
+            for a in range(j - i - 1):
+                p, q = i + order[a], i + order[a + 1]
+                if sub[order[a]] >= 0 and sub[order[a]] == sub[order[a + 1]]:
+                    out[p] = True
+                    out[q] = True
         i = j
     return out, True
 

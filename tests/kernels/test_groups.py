@@ -39,6 +39,16 @@ def test_repeated_keys_matches_brute_force(runs: list[tuple[int, int, int]], gro
     assert out.tolist() == _brute(group, key)
 
 
+def test_orphans_inside_a_claims_lines_keep_it_grouped() -> None:
+    group = np.array([0, 0, -1, 0, 1, -1, 1, 1] + [2] * 30 + [-1] + [2] * 5)
+    key = np.array([1, 2, 1, 1, 3, 3, 4, 3, *list(range(30)), 0, 0, 40, 41, 29, -1])
+    from claims_engine.kernels.groups import _repeats_in_runs
+
+    _, grouped = _repeats_in_runs(group, key, 3)
+    assert grouped  # the per-claim path, not the global sort
+    assert repeated_keys(group, key, 3).tolist() == _brute(group.tolist(), key.tolist())
+
+
 def test_long_claims_and_scattered_claims() -> None:
     rng = np.random.default_rng(3)
     group = np.repeat(np.arange(40), 60)  # 60 lines per claim: the sorting branch
