@@ -5,44 +5,93 @@ included) or every line is rejected; else flagged when a flag rule hits the clai
 or one of its lines; else approved.  A line is rejected when a line reject rule
 hits it or its claim is rejected; else adjusted when an adjust rule hits it; else
 paid.  Amounts are exact decimals computed from scaled integers.
+
+Everything per row stays numpy until the output columns are built, and each
+column is built once, already in output order: the sort permutation (claims by
+claim_id, lines by (claim_id, kind, line_no)) is applied to small integer arrays
+(codes, cents, reason bitmasks) inside the kernels that build the Arrow buffers,
+never by a ``Table.take`` of finished columns.  Input string columns may be plain
+or dictionary-encoded; the outputs hold plain strings, except that ``kind`` and
+``decision`` are dictionary arrays over their few values (what the Parquet writer
+stores cheapest; the files still read back as strings, see io/output.py, and the
+``Result`` properties give plain tables).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from functools import cached_property
+from typing import Any, TypeAlias
 
+import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from claims_engine import __version__, schema
 from claims_engine.engine import Outcome
-from claims_engine.kernels import columns, groups, window
+from claims_engine.intake import Intake
+from claims_engine.io.output import plain_table
+from claims_engine.kernels import groups
 from claims_engine.kernels import values as V
 from claims_engine.kernels.values import Array
 from claims_engine.plan.plan import Plan
 
+Column: TypeAlias = pa.Array | pa.ChunkedArray  # a column, in one piece or chunked
 
-@dataclass(frozen=True)
+#: Largest magnitude of decimal128(18, 2), in cents.
+MONEY_LIMIT = 10**18 - 1
+_KINDS = tuple(sorted(schema.LINE_KINDS))
+_NO_TAKE = np.zeros(0, dtype=np.int64)  # "identity" for the kernels' optional gather
+_MAX_CODES = 63  # reason codes per level: bits of a non-negative int64
+
+
+@dataclass(frozen=True, eq=False)
 class Result:
-    approved: pa.Table
-    rejected: pa.Table
-    flagged: pa.Table
-    lines: pa.Table
-    reasons: pa.Table
+    """The outputs of one batch.
+
+    ``outputs`` are the tables as written (``tables()``); the properties give the
+    same tables with every column in its contract type (plain strings).
+    """
+
+    outputs: Mapping[str, pa.Table]
     summary: dict[str, Any]
-    claim_decisions: pa.Array  # per input claim row, in input order (for history)
-    line_decisions: pa.Array  # per input line row, in input order
+    claim_codes: Array  # per input claim row, in input order: index in schema.DECISIONS
+    line_codes: Array  # per input line row, in input order: index in schema.LINE_DECISIONS
 
     def tables(self) -> dict[str, pa.Table]:
-        return {
-            "approved": self.approved,
-            "rejected": self.rejected,
-            "flagged": self.flagged,
-            "lines": self.lines,
-            "reasons": self.reasons,
-        }
+        return dict(self.outputs)
+
+    @cached_property
+    def approved(self) -> pa.Table:
+        return plain_table(self.outputs["approved"])
+
+    @cached_property
+    def rejected(self) -> pa.Table:
+        return plain_table(self.outputs["rejected"])
+
+    @cached_property
+    def flagged(self) -> pa.Table:
+        return plain_table(self.outputs["flagged"])
+
+    @cached_property
+    def lines(self) -> pa.Table:
+        return plain_table(self.outputs["lines"])
+
+    @cached_property
+    def reasons(self) -> pa.Table:
+        return plain_table(self.outputs["reasons"])
+
+    @cached_property
+    def claim_decisions(self) -> pa.Array:
+        """Per input claim row, in input order (for history): pa.string()."""
+        return pa.array(schema.DECISIONS).take(pa.array(self.claim_codes))
+
+    @cached_property
+    def line_decisions(self) -> pa.Array:
+        """Per input line row, in input order: pa.string()."""
+        return pa.array(schema.LINE_DECISIONS).take(pa.array(self.line_codes))
 
 
 def money_text(cents: int) -> str:
@@ -51,45 +100,327 @@ def money_text(cents: int) -> str:
     return f"{sign}{cents // 100}.{cents % 100:02d}"
 
 
-def _money(data: Array, valid: Array | None = None) -> pa.Array:
-    return V.scaled_to_decimal(np.asarray(data), valid, 2, 2)
+# --------------------------------------------------------------------------- kernels
 
 
-def _code_lists(n: int, rows: list[Array], codes: list[str]) -> pa.Array:
-    """Per row, the sorted distinct codes of its hits, as list<string>.
+@numba.njit(cache=True, nogil=True)
+def _decimal_words(data: Array, take: Array, out: Array) -> bool:  # pragma: no cover
+    """``out`` (int64, 2 per row): data[take[i]] (data[i] if take is empty) as
+    little-endian 128-bit two's complement.  False if a value is beyond 18 digits.
+    (Memory-bound: threads do not make it faster.)"""
+    n = out.shape[0] // 2
+    gather = take.shape[0] > 0
+    ok = True
+    for i in range(n):
+        v = data[take[i]] if gather else data[i]
+        if v > MONEY_LIMIT or v < -MONEY_LIMIT:
+            ok = False
+        out[2 * i] = v
+        out[2 * i + 1] = v >> 63
+    return ok
 
-    Each row gets a bitmask of its codes (bit i = i-th code in sorted order); only
-    the rows with a hit are expanded into lists.  Hits are sparse, so this costs a
-    pass over the hit rows, not a sort of every row.
+
+@numba.njit(cache=True, nogil=True)
+def _bit_lists(bits: Array, take: Array, offsets: Array) -> Array:  # pragma: no cover
+    """List offsets (into ``offsets``, n + 1) and the set bit numbers, ascending per
+    row, of bits[take[i]] (bits[i] if take is empty)."""
+    n = offsets.shape[0] - 1
+    gather = take.shape[0] > 0
+    total = 0
+    offsets[0] = 0
+    for i in range(n):
+        b = bits[take[i]] if gather else bits[i]
+        while b:
+            b &= b - 1
+            total += 1
+        offsets[i + 1] = total
+    which = np.empty(total, dtype=np.int8)
+    j = 0
+    for i in range(n):
+        b = bits[take[i]] if gather else bits[i]
+        k = 0
+        while b:
+            if b & 1:
+                which[j] = k
+                j += 1
+            b >>= 1
+            k += 1
+    return which
+
+
+@numba.njit(cache=True, nogil=True)
+def _match_words(
+    offsets: Array, data: Array, words_offsets: Array, words_data: Array, out: Array
+) -> None:  # pragma: no cover
+    """out[i]: the index of string i among ``words`` (-2 when none); nulls not masked."""
+    k = words_offsets.shape[0] - 1
+    for i in range(out.shape[0]):
+        start = offsets[i]
+        size = offsets[i + 1] - start
+        code = -2
+        for w in range(k):
+            ws = words_offsets[w]
+            if words_offsets[w + 1] - ws != size:
+                continue
+            same = True
+            for j in range(size):
+                if data[start + j] != words_data[ws + j]:
+                    same = False
+                    break
+            if same:
+                code = w
+                break
+        out[i] = code
+
+
+@numba.njit(cache=True, nogil=True)
+def _valid_range(values: Array, valid: Array) -> tuple[int, int]:  # pragma: no cover
+    """(min, max) of the valid values; (0, 0) when there is none."""
+    low = 0
+    high = 0
+    seen = False
+    for i in range(values.shape[0]):
+        if valid[i]:
+            v = values[i]
+            if not seen:
+                low = v
+                high = v
+                seen = True
+            elif v < low:
+                low = v
+            elif v > high:
+                high = v
+    return low, high
+
+
+@numba.njit(cache=True, nogil=True)
+def _line_keys(
+    row: Array,
+    rank: Array,
+    kind: Array,
+    line_no: Array,
+    valid: Array,
+    low: int,
+    span: int,
+    key: Array,
+) -> tuple[int, int]:  # pragma: no cover
+    """key[i] = (claim rank, kind code, line number) of line i packed in one int64
+    (unknown kind 3, null line number span - 1).  Returns how many keys and how
+    many claim ranks are smaller than the previous line's."""
+    descents = 0
+    claim_descents = 0
+    last_key = 0
+    last_rank = 0
+    for i in range(key.shape[0]):
+        r = rank[row[i]]
+        k = kind[i] if kind[i] >= 0 else 3
+        no = line_no[i] - low if valid[i] else span - 1
+        value = (r * 4 + k) * span + no
+        key[i] = value
+        if i > 0:
+            if value < last_key:
+                descents += 1
+            if r < last_rank:
+                claim_descents += 1
+        last_key = value
+        last_rank = r
+    return descents, claim_descents
+
+
+@numba.njit(cache=True, nogil=True)
+def _decision_codes(
+    first: Array, first_code: int, second: Array, second_code: int
+) -> Array:  # pragma: no cover
+    """int8 per row: first_code where ``first``, else second_code where ``second``, else 0."""
+    out = np.empty(first.shape[0], dtype=np.int8)
+    for i in range(first.shape[0]):
+        out[i] = first_code if first[i] else (second_code if second[i] else 0)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _descents(key: Array) -> int:  # pragma: no cover
+    """How many rows have a smaller key than the row before."""
+    count = 0
+    for i in range(1, key.shape[0]):
+        if key[i] < key[i - 1]:
+            count += 1
+    return count
+
+
+# --------------------------------------------------------------------------- columns
+
+
+def _chunks(column: Column) -> list[pa.Array]:
+    return list(column.chunks) if isinstance(column, pa.ChunkedArray) else [column]
+
+
+def _plain(column: Column) -> Column:
+    """A dictionary-encoded column as its plain values (other columns unchanged)."""
+    if pa.types.is_dictionary(column.type):
+        return column.cast(column.type.value_type)
+    return column
+
+
+def _valid(column: Column) -> Array:
+    n = len(column)
+    if column.null_count == 0:
+        return np.ones(n, dtype=bool)
+    return np.asarray(pc.is_valid(column).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _small_codes(column: Column, words: Sequence[str]) -> Array | None:
+    """Per row, the index of its value in ``words`` (int8, -1 for null), or None when
+    some value is not one of them.  No string is hashed: plain chunks are compared
+    byte-wise against the few words, dictionary chunks through their dictionary."""
+    vocabulary = pa.array(words, pa.string())
+    parts = []
+    for chunk in _chunks(column):
+        n = len(chunk)
+        if pa.types.is_dictionary(chunk.type):
+            mapping = pc.index_in(_plain(chunk.dictionary), value_set=vocabulary)
+            mapping = np.asarray(mapping.fill_null(-2).to_numpy(), dtype=np.int8)
+            if chunk.dictionary.null_count:
+                mapping[~_valid(chunk.dictionary)] = -1
+            indices = chunk.indices.fill_null(0).to_numpy()
+            codes = mapping[indices] if len(mapping) else np.full(n, -1, dtype=np.int8)
+        else:
+            if not (pa.types.is_string(chunk.type) or pa.types.is_large_string(chunk.type)):
+                chunk = chunk.cast(pa.string())
+            codes = np.empty(n, dtype=np.int8)
+            if n:
+                offset_type = np.int64 if pa.types.is_large_string(chunk.type) else np.int32
+                buffers = chunk.buffers()
+                offsets = np.frombuffer(buffers[1], dtype=offset_type)[
+                    chunk.offset : chunk.offset + n + 1
+                ]
+                data = (
+                    np.frombuffer(buffers[2], dtype=np.uint8)
+                    if buffers[2] is not None
+                    else np.zeros(0, dtype=np.uint8)
+                )
+                w = vocabulary.buffers()
+                _match_words(
+                    offsets,
+                    data,
+                    np.frombuffer(w[1], dtype=np.int32)[: len(words) + 1],
+                    np.frombuffer(w[2], dtype=np.uint8),
+                    codes,
+                )
+        if chunk.null_count:
+            codes[~_valid(chunk)] = -1
+        parts.append(codes)
+    codes = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int8)
+    if bool((codes == -2).any()):
+        return None
+    return codes
+
+
+def _dictionary(codes: Array, words: Sequence[str]) -> pa.DictionaryArray:
+    """int8 codes (-1: null) over ``words`` as a dictionary array."""
+    mask = codes < 0
+    indices = pa.array(codes, type=pa.int8(), mask=mask if mask.any() else None)
+    return pa.DictionaryArray.from_arrays(indices, pa.array(words, pa.string()))
+
+
+def _money(data: Array, take: Array | None = None, valid: Array | None = None) -> pa.Array:
+    """Cents -> decimal128(18, 2), gathered by ``take`` on the way (no Python objects)."""
+    data = np.asarray(data)
+    gather = _NO_TAKE if take is None else take
+    if data.dtype != object:
+        n = len(data) if take is None else len(take)
+        words = np.empty(2 * n, dtype=np.int64)
+        if _decimal_words(data.astype(np.int64, copy=False), gather, words):
+            null_count = 0
+            bitmap = None
+            if valid is not None:
+                ok = valid if take is None else valid[take]
+                null_count = int(n - np.count_nonzero(ok))
+                if null_count:
+                    bitmap = pa.py_buffer(np.packbits(ok, bitorder="little"))
+            return pa.Array.from_buffers(schema.MONEY, n, [bitmap, pa.py_buffer(words)], null_count)
+    # exact path: values beyond int64, or beyond 18 digits (Arrow refuses those)
+    picked = data if take is None else data[take]
+    kept = None if valid is None else (valid if take is None else valid[take])
+    return V.scaled_to_decimal(picked.astype(object), kept, 2, 2)
+
+
+def _take(column: Column, rows: Array) -> pa.Array:
+    """``column[rows]`` as one plain-typed array.
+
+    ``ChunkedArray.take`` concatenates every chunk first: fine for a permutation
+    of all rows, but for a few rows out of millions each chunk is taken from
+    apart instead.
     """
-    vocabulary = sorted(set(codes))
-    if len(vocabulary) > 63:
-        raise ValueError("more than 63 distinct reason codes in one batch")
-    bits = np.zeros(n, dtype=np.uint64)
+    rows = np.asarray(rows, dtype=np.int64)
+    chunks = _chunks(column)
+    if len(chunks) == 1:
+        return _plain(chunks[0].take(pa.array(rows)))
+    if len(rows) * 8 >= len(column):
+        whole = pa.chunked_array(chunks, column.type).combine_chunks()
+        return _plain(whole.take(pa.array(rows)))
+    starts = np.cumsum([0] + [len(c) for c in chunks])
+    which = np.searchsorted(starts, rows, side="right") - 1
+    grouped = np.argsort(which, kind="stable")
+    bounds = np.searchsorted(which[grouped], np.arange(len(chunks) + 1))
+    parts = [
+        _plain(chunk.take(pa.array(rows[grouped[bounds[k] : bounds[k + 1]]] - starts[k])))
+        for k, chunk in enumerate(chunks)
+        if bounds[k + 1] > bounds[k]
+    ]
+    if not parts:
+        return pa.array([], type=_plain(pa.array([], type=column.type)).type)
+    back = np.empty(len(rows), dtype=np.int64)
+    back[grouped] = np.arange(len(rows), dtype=np.int64)
+    return pa.concat_arrays(parts).take(pa.array(back))
+
+
+def _select(column: Column, take: Array | None, mask: Array | None) -> Column:
+    """Rows ``take`` of ``column`` (all when None); ``mask`` is the same selection
+    as a boolean filter when the rows keep their order (filter beats take)."""
+    if take is None:
+        return column
+    if mask is not None and len(take) * 8 >= len(column):
+        return column.filter(pa.array(mask))
+    return _take(column, take)
+
+
+# --------------------------------------------------------------------------- codes
+
+
+def _code_bits(n: int, rows: list[Array], codes: list[str], vocabulary: list[str]) -> Array:
+    """Per row a bitmask of its hits' codes (bit i = vocabulary[i])."""
+    bits = np.zeros(n, dtype=np.int64)
     for r, c in zip(rows, codes, strict=True):
         if len(r):
-            bits[r] |= np.uint64(1 << vocabulary.index(c))
-    hit = np.flatnonzero(bits)
-    table = (
-        (bits[hit, None] >> np.arange(len(vocabulary), dtype=np.uint64)) & np.uint64(1)
-    ).astype(bool)
-    _owner, which = np.nonzero(table)  # row-major: codes in sorted order within a row
-    counts = np.zeros(n, dtype=np.int32)
-    counts[hit] = table.sum(axis=1)
-    offsets = np.zeros(n + 1, dtype=np.int32)
-    np.cumsum(counts, out=offsets[1:])
-    values = pa.array(vocabulary or [""], pa.string()).take(pa.array(which, type=pa.int64()))
+            bits[r] |= np.int64(1 << vocabulary.index(c))
+    return bits
+
+
+def _code_lists(bits: Array, vocabulary: list[str], take: Array | None = None) -> pa.Array:
+    """list<string>: per row (gathered by ``take``) the sorted codes of its bitmask.
+
+    Each row's bitmask expands to its codes in vocabulary (= sorted) order; hits
+    are sparse, so this is one pass over the rows, not a sort.
+    """
+    n = len(bits) if take is None else len(take)
+    offsets = np.empty(n + 1, dtype=np.int32)
+    which = _bit_lists(bits, _NO_TAKE if take is None else take, offsets)
+    values = pa.array(vocabulary or [""], pa.string()).take(pa.array(which))
     return pa.ListArray.from_arrays(pa.array(offsets), values)
 
 
-def _sorted_order(key: Array) -> Array | None:
-    """Indices that sort ``key`` stably, or None when it is sorted already (the usual case)."""
-    if len(key) < 2 or bool(np.all(key[1:] >= key[:-1])):
-        return None
-    return np.asarray(window.stable_argsort(key))
+def _vocabulary(codes: list[str]) -> list[str]:
+    vocabulary = sorted(set(codes))
+    if len(vocabulary) > _MAX_CODES:
+        raise ValueError(f"more than {_MAX_CODES} distinct reason codes in one batch")
+    return vocabulary
 
 
-def _claim_order(claim_ids: pa.Array) -> Array | None:
+# --------------------------------------------------------------------------- order
+
+
+def _claim_order(claim_ids: Column) -> Array | None:
     """Claims by claim_id (nulls last), or None if already in that order."""
     n = len(claim_ids)
     if n < 2:
@@ -98,95 +429,171 @@ def _claim_order(claim_ids: pa.Array) -> Array | None:
         ordered = pc.less_equal(claim_ids.slice(0, n - 1), claim_ids.slice(1))
         if pc.all(ordered).as_py():
             return None
-    return np.asarray(pc.sort_indices(claim_ids))
+    return np.asarray(pc.sort_indices(claim_ids), dtype=np.int64)
+
+
+def _sort_key(key: Array, descents: int | None = None) -> Array | None:
+    """A stable sort of ``key``: None when sorted already (the usual case); an
+    adaptive merge sort when nearly sorted (a few lines out of place), else a
+    sort of the keys with the row number packed in.  ``descents``: how many keys
+    are smaller than the one before, if known."""
+    if descents is None:
+        descents = _descents(key)
+    if descents == 0:
+        return None
+    n = len(key)
+    if descents <= n // 64:
+        return np.asarray(np.argsort(key, kind="stable"))
+    # the row number packed under the key: a plain value sort, several times faster
+    low = int(key.min())
+    bits = max(n - 1, 1).bit_length()
+    if int(key.max()) - low < 1 << (62 - bits):
+        packed = ((key - low) << bits) | np.arange(n, dtype=np.int64)
+        packed.sort()
+        return np.asarray(packed & ((1 << bits) - 1))
+    return np.asarray(np.argsort(key, kind="stable"))
+
+
+def _ranks_with_orphans(claim_ids: Column, line_ids: Column, intake: Intake) -> tuple[Array, Array]:
+    """Ranks by value (nulls last) of the claims' ids and of the orphan lines'
+    distinct ids together, and each line's position in them: an orphan line sorts
+    between the claims as its claim_id does, with no sort of millions of lines."""
+    nc = len(claim_ids)
+    orphan_rows = np.flatnonzero(intake.orphan)
+    orphan_ids = _take(line_ids, orphan_rows)
+    distinct = pc.unique(orphan_ids)
+    together = pa.concat_arrays([*_chunks(_plain(claim_ids)), distinct])
+    order = np.asarray(pc.array_sort_indices(together, null_placement="at_end"), dtype=np.int64)
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order), dtype=np.int64)
+    row = intake.line_claim_row.copy()
+    at = pc.index_in(orphan_ids, value_set=distinct).to_numpy(zero_copy_only=False)
+    row[orphan_rows] = nc + np.asarray(at, dtype=np.int64)
+    return rank, row
+
+
+@dataclass(frozen=True)
+class _LineOrder:
+    take: Array | None  # output position -> input line row (None: input order)
+    same_claims: bool  # the claim of each output position is that of the same input row
 
 
 def _line_order(
     out: Outcome,
     claim_order: Array | None,
-    claim_ids: pa.Array,
-    kinds: pa.Array,
-    line_nos: pa.Array,
-) -> Array | None:
-    """Lines by (claim_id, kind, line_no), via one integer key when every line has a claim."""
-    nl = out.lines.num_rows
+    kind_codes: Array | None,
+    line_no: Array,
+    line_no_valid: Array,
+    columns: tuple[Column, Column, Column],
+) -> _LineOrder:
+    """Lines by (claim_id, kind, line_no), nulls last, ties in input order.
+
+    One int64 key (claim rank, kind code, line number) when every kind is a known
+    one (orphan lines' claim_ids are ranked among the claims'); otherwise a sort of
+    the values themselves.
+    """
+    nc = out.claims.num_rows
+    nl = len(line_no)
     row = out.intake.line_claim_row
     if nl < 2:
-        return None
-    if out.intake.orphan.any():  # orphans' ids fall between claims': sort the strings
-        table = pa.table({"c": out.lines.column("claim_id"), "k": kinds, "n": line_nos})
-        return np.asarray(
-            pc.sort_indices(table, [("c", "ascending"), ("k", "ascending"), ("n", "ascending")])
-        )
-    rank = np.arange(len(claim_ids), dtype=np.int64)
+        return _LineOrder(None, True)
+    packed = kind_codes is not None
+    rank = np.arange(nc, dtype=np.int64)
     if claim_order is not None:
-        rank[claim_order] = np.arange(len(claim_ids), dtype=np.int64)
-    kind_code = pc.index_in(kinds, value_set=pa.array(["drug", "service", "supply"]))
-    kind_code = kind_code.fill_null(3).to_numpy().astype(np.int64)
-    no = line_nos.cast(pa.int64()).fill_null(2**31).to_numpy() + 2**31
-    no = no - int(no.min())  # line numbers span a small range: a compact key sorts fast
-    key = (rank[row] * 4 + kind_code) * (int(no.max()) + 1) + no
-    return _sorted_order(key)
+        rank[claim_order] = np.arange(nc, dtype=np.int64)
+    if bool(out.intake.orphan.any()):
+        rank, row = _ranks_with_orphans(out.claims.column("claim_id"), columns[0], out.intake)
+    if packed:
+        low, high = (int(v) for v in _valid_range(line_no, line_no_valid))
+        span = high - low + 2  # the last value: null line numbers
+        packed = len(rank) * 4 * span < 2**62
+    if not packed:  # orphans' ids fall between claims', or unknown kinds: sort the values
+        c, k, n = columns
+        table = pa.table({"c": _plain(c), "k": _plain(k), "n": n})
+        order = pc.sort_indices(table, [("c", "ascending"), ("k", "ascending"), ("n", "ascending")])
+        return _LineOrder(np.asarray(order, dtype=np.int64), False)
+    assert kind_codes is not None
+    key = np.empty(nl, dtype=np.int64)
+    descents, claim_descents = _line_keys(
+        row, rank, kind_codes, line_no, line_no_valid, low, span, key
+    )
+    return _LineOrder(_sort_key(key, descents), claim_descents == 0)
 
 
-def _take(table: pa.Table, order: Array | None) -> pa.Table:
-    return table if order is None else table.take(pa.array(order))
+# --------------------------------------------------------------------------- reasons
 
 
-def _reasons(out: Outcome, claim_ids: pa.Array, kinds: pa.Array, line_nos: pa.Array) -> pa.Table:
-    parts: list[pa.Table] = []
+def _reasons(out: Outcome, claim_ids: Column, line_ids: Column, kinds: Column) -> pa.Table:
+    """One row per hit, sorted by (claim_id, kind, line_no, rule_id).
+
+    The hit rows' ids are gathered in one pass per column (a few rows out of
+    millions: see ``_take``), then cut into the per-rule parts.
+    """
     intake = out.intake
-
-    def table(
-        level: str, rows: Array, rule_id: str, code: str, severity: str, messages: pa.Array
-    ) -> pa.Table:
-        idx = pa.array(rows, type=pa.int64())
-        if level == "claim":
-            cid = claim_ids.take(idx)
-            kind = pa.nulls(len(rows), pa.string())
-            no = pa.nulls(len(rows), pa.int32())
-        else:
-            cid, kind, no = claim_ids_of_lines.take(idx), kinds.take(idx), line_nos.take(idx)
-        n = len(rows)
-        return pa.table(
-            {
-                "claim_id": cid,
-                "kind": kind,
-                "line_no": no,
-                "rule_id": pa.repeat(pa.scalar(rule_id), n).cast(pa.string()),
-                "code": pa.repeat(pa.scalar(code), n).cast(pa.string()),
-                "severity": pa.repeat(pa.scalar(severity), n).cast(pa.string()),
-                "message": messages.cast(pa.string()),
-            },
-            schema=schema.REASONS_SCHEMA,
-        )
-
-    claim_ids_of_lines = columns.array(out.lines, "claim_id")
     bad = np.flatnonzero(intake.malformed)
-    parts.append(
-        table(
+    orphans = np.flatnonzero(intake.orphan)
+    parts: list[tuple[str, Array, str, str, str, Column | None]] = [
+        (
             "claim",
             bad,
             "intake.malformed",
             schema.MALFORMED,
             "reject",
-            intake.malformed_message.take(pa.array(bad, type=pa.int64())),
+            _take(intake.malformed_message, bad),
+        ),
+        ("line", orphans, "intake.orphan_line", schema.ORPHAN_LINE, "reject", None),
+    ]
+    parts += [
+        (h.level, h.rows, h.rule_id, h.code, h.severity, h.messages)
+        for h in out.hits
+        if len(h.rows)
+    ]
+    empty = np.zeros(0, dtype=np.int64)
+    claim_rows = np.concatenate([empty] + [p[1] for p in parts if p[0] == "claim"])
+    line_rows = np.concatenate([empty] + [p[1] for p in parts if p[0] != "claim"])
+    of_claims = _take(claim_ids, claim_rows)
+    of_lines = {
+        "claim_id": _take(line_ids, line_rows),
+        "kind": _take(kinds, line_rows),
+        "line_no": _take(out.lines.column("line_no"), line_rows),
+    }
+    tables: list[pa.Table] = []
+    at = {"claim": 0, "line": 0}
+    for level, rows, rule_id, code, severity, messages in parts:
+        n = len(rows)
+        side = "claim" if level == "claim" else "line"
+        start = at[side]
+        at[side] += n
+        if side == "claim":
+            cid = of_claims.slice(start, n)
+            kind = pa.nulls(n, pa.string())
+            no = pa.nulls(n, pa.int32())
+        else:
+            cid = of_lines["claim_id"].slice(start, n)
+            kind = of_lines["kind"].slice(start, n)
+            no = of_lines["line_no"].slice(start, n)
+        if messages is None:  # orphan lines: their claim_id
+            messages = pc.binary_join_element_wise(
+                pa.scalar("claim_id "),
+                cid.fill_null("null"),
+                pa.scalar(" matches no claim row"),
+                "",
+            )
+        tables.append(
+            pa.table(
+                {
+                    "claim_id": cid,
+                    "kind": kind,
+                    "line_no": no,
+                    "rule_id": pa.repeat(pa.scalar(rule_id), n).cast(pa.string()),
+                    "code": pa.repeat(pa.scalar(code), n).cast(pa.string()),
+                    "severity": pa.repeat(pa.scalar(severity), n).cast(pa.string()),
+                    "message": _plain(messages).cast(pa.string()),
+                },
+                schema=schema.REASONS_SCHEMA,
+            )
         )
-    )
-    orphans = np.flatnonzero(intake.orphan)
-    orphan_msg = pc.binary_join_element_wise(
-        pa.scalar("claim_id "),
-        claim_ids_of_lines.take(pa.array(orphans, type=pa.int64())).fill_null("null"),
-        pa.scalar(" matches no claim row"),
-        "",
-    )
-    parts.append(
-        table("line", orphans, "intake.orphan_line", schema.ORPHAN_LINE, "reject", orphan_msg)
-    )
-    for h in out.hits:
-        if len(h.rows):
-            parts.append(table(h.level, h.rows, h.rule_id, h.code, h.severity, h.messages))
-    reasons = pa.concat_tables(parts)
+    reasons = pa.concat_tables(tables)
     if reasons.num_rows:
         reasons = reasons.sort_by(
             [
@@ -199,14 +606,17 @@ def _reasons(out: Outcome, claim_ids: pa.Array, kinds: pa.Array, line_nos: pa.Ar
     return reasons
 
 
+# --------------------------------------------------------------------------- build
+
+
 def build(out: Outcome, plan: Plan, batch_id: str) -> Result:
     claims, lines = out.claims, out.lines
     nc, nl = claims.num_rows, lines.num_rows
     row = out.intake.line_claim_row
-    np.maximum(row, 0)
-    claim_ids = columns.array(claims, "claim_id")
-    kinds = columns.array(lines, "kind")
-    line_nos = columns.array(lines, "line_no")
+    claim_ids = _plain(claims.column("claim_id"))
+    line_ids = lines.column("claim_id")
+    kinds = lines.column("kind")
+    line_nos = lines.column("line_no")
 
     # reason codes: a line's own; a claim's own plus its lines'
     claim_rows, claim_codes, line_rows, line_codes = [], [], [], []
@@ -228,8 +638,10 @@ def build(out: Outcome, plan: Plan, batch_id: str) -> Result:
             owners = row[h.rows]
             claim_rows.append(owners[owners >= 0])
             claim_codes.append(h.code)
-    claim_reason_codes = _code_lists(nc, claim_rows, claim_codes)
-    line_reason_codes = _code_lists(nl, line_rows, line_codes)
+    claim_vocabulary = _vocabulary(claim_codes)
+    line_vocabulary = _vocabulary(line_codes)
+    claim_bits = _code_bits(nc, claim_rows, claim_codes, claim_vocabulary)
+    line_bits = _code_bits(nl, line_rows, line_codes, line_vocabulary)
 
     # amounts
     amount = V.from_arrow(lines.column("amount_hospital"))
@@ -238,12 +650,15 @@ def build(out: Outcome, plan: Plan, batch_id: str) -> Result:
     requested = groups.group_sum(row, amount_data, amount_ok, nc)
     line_patient = np.asarray(amount_data - out.line_fund)
     claim_patient = np.asarray(requested - out.claim_fund)
+    patient_ok = None if amount_ok.all() else amount_ok
 
-    # decisions as small codes, turned into strings by one Arrow take (no Python strings)
-    claim_code = np.where(out.claim_rejected, 1, np.where(out.claim_flagged, 2, 0))
-    line_code = np.where(out.line_rejected, 2, np.where(out.line_adjusted, 1, 0))
-    decision = pa.array(schema.DECISIONS).take(pa.array(claim_code.astype(np.int8)))
-    line_decision = pa.array(schema.LINE_DECISIONS).take(pa.array(line_code.astype(np.int8)))
+    # decisions as small codes
+    claim_code = _decision_codes(
+        np.asarray(out.claim_rejected, dtype=bool), 1, np.asarray(out.claim_flagged, dtype=bool), 2
+    )
+    line_code = _decision_codes(
+        np.asarray(out.line_rejected, dtype=bool), 2, np.asarray(out.line_adjusted, dtype=bool), 1
+    )
     rate = out.claim_benefit_rate
     rate_arr = V.to_arrow(rate, nc) if rate is not None else pa.nulls(nc, pa.decimal128(18, 2))
     if rate is not None:
@@ -251,49 +666,93 @@ def build(out: Outcome, plan: Plan, batch_id: str) -> Result:
             pa.array(out.claim_rejected), pa.scalar(None, rate_arr.type), rate_arr
         )
 
-    claim_out = pa.table(
-        {
-            "claim_id": claim_ids,
-            "card_no": columns.array(claims, "card_no"),
-            "facility_id": columns.array(claims, "facility_id"),
-            "decision": decision,
-            "reason_codes": claim_reason_codes,
-            "requested": _money(requested),
-            "eligible": _money(out.claim_eligible),
-            "fund_pays": _money(out.claim_fund),
-            "patient_pays": _money(claim_patient),
-            "declared_fund_pays": columns.array(claims, "fund_pays"),
-            "benefit_rate": rate_arr,
-        }
-    )
+    # claims: one table per decision, each in claim_id order
     claim_order = _claim_order(claim_ids)
-    claim_out = _take(claim_out, claim_order)
+    claim_arrow = {
+        "claim_id": claim_ids,
+        "card_no": _plain(claims.column("card_no")),
+        "facility_id": _plain(claims.column("facility_id")),
+        "declared_fund_pays": claims.column("fund_pays"),
+        "benefit_rate": rate_arr,
+    }
+    split: dict[str, pa.Table] = {}
+    for i, name in enumerate(schema.DECISIONS):
+        chosen = claim_code == i
+        mask: Array | None = None
+        take: Array | None
+        if claim_order is None:
+            take = np.flatnonzero(chosen)
+            if len(take) == nc:
+                take = None
+            else:
+                mask = chosen
+        else:
+            take = claim_order[chosen[claim_order]]
+        n = nc if take is None else len(take)
+
+        def pick(name_: str, take: Array | None = take, mask: Array | None = mask) -> Column:
+            return _select(claim_arrow[name_], take, mask)
+
+        split[name] = pa.table(
+            {
+                "claim_id": pick("claim_id"),
+                "card_no": pick("card_no"),
+                "facility_id": pick("facility_id"),
+                "decision": _dictionary(np.zeros(n, dtype=np.int8), [name]),
+                "reason_codes": _code_lists(claim_bits, claim_vocabulary, take),
+                "requested": _money(requested, take),
+                "eligible": _money(out.claim_eligible, take),
+                "fund_pays": _money(out.claim_fund, take),
+                "patient_pays": _money(claim_patient, take),
+                "declared_fund_pays": pick("declared_fund_pays"),
+                "benefit_rate": pick("benefit_rate"),
+            }
+        )
+
+    # lines, in (claim_id, kind, line_no) order
+    kind_codes = _small_codes(kinds, _KINDS)
+    line_no_valid = _valid(line_nos)
+    line_no = np.asarray(line_nos.fill_null(0).to_numpy(), dtype=np.int32)
+    order = _line_order(
+        out, claim_order, kind_codes, line_no, line_no_valid, (line_ids, kinds, line_nos)
+    )
+    take = order.take
+    if take is None or order.same_claims:
+        line_claim_ids = _plain(line_ids)
+    else:
+        line_claim_ids = _take(line_ids, take)
+    if kind_codes is not None:
+        kind_out: Column = _dictionary(kind_codes if take is None else kind_codes[take], _KINDS)
+    else:
+        kind_out = _plain(kinds) if take is None else _take(kinds, take)
+    if take is None:
+        line_no_out: Column = line_nos
+    else:
+        ok = line_no_valid[take]
+        line_no_out = pa.array(line_no[take], type=pa.int32(), mask=None if ok.all() else ~ok)
     line_out = pa.table(
         {
-            "claim_id": columns.array(lines, "claim_id"),
-            "kind": kinds,
-            "line_no": line_nos,
-            "decision": line_decision,
-            "reason_codes": line_reason_codes,
-            "eligible": _money(out.line_eligible),
-            "fund_pays": _money(out.line_fund),
-            "patient_pays": _money(line_patient, amount_ok if not amount_ok.all() else None),
+            "claim_id": line_claim_ids,
+            "kind": kind_out,
+            "line_no": line_no_out,
+            "decision": _dictionary(
+                line_code if take is None else line_code[take], schema.LINE_DECISIONS
+            ),
+            "reason_codes": _code_lists(line_bits, line_vocabulary, take),
+            "eligible": _money(out.line_eligible, take),
+            "fund_pays": _money(out.line_fund, take),
+            "patient_pays": _money(line_patient, take, patient_ok),
         }
     )
-    line_out = _take(line_out, _line_order(out, claim_order, claim_ids, kinds, line_nos))
-    reasons = _reasons(out, claim_ids, kinds, line_nos)
+    reasons = _reasons(out, claim_ids, line_ids, kinds)
 
     by_decision = {}
     for i, name in enumerate(schema.DECISIONS):
-        mask = claim_code == i
+        chosen = claim_code == i
         by_decision[name] = {
-            "claims": int(mask.sum()),
-            "fund_pays": money_text(int(out.claim_fund[mask].sum())),
+            "claims": int(chosen.sum()),
+            "fund_pays": money_text(int(out.claim_fund[chosen].sum())),
         }
-    split = {
-        name: claim_out.filter(pc.equal(claim_out.column("decision"), name))
-        for name in schema.DECISIONS
-    }
     summary: dict[str, Any] = {
         "batch_id": batch_id,
         "pack": {"id": plan.pack_id, "version": plan.version, "hash": plan.pack_hash},
@@ -309,16 +768,8 @@ def build(out: Outcome, plan: Plan, batch_id: str) -> Result:
         "codes": {c: n for c, n in sorted(code_hits.items()) if n},
         "timings": {k: round(v, 4) for k, v in out.timings.items()},
     }
-    return Result(
-        split["approved"],
-        split["rejected"],
-        split["flagged"],
-        line_out,
-        reasons,
-        summary,
-        decision,
-        line_decision,
-    )
+    outputs = {**split, "lines": line_out, "reasons": reasons}
+    return Result(outputs, summary, claim_code, line_code)
 
 
-__all__ = ["Result", "build", "money_text"]
+__all__ = ["MONEY_LIMIT", "Result", "build", "money_text"]

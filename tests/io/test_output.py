@@ -136,16 +136,20 @@ def test_write_inside_held_lock_is_reentrant(out_dir: Path) -> None:
 
 
 def _failing_after_first(monkeypatch: pytest.MonkeyPatch, exc: BaseException) -> None:
-    real = pq.write_table
+    """The second Parquet file written fails (files are written by two threads)."""
+    real = output._write_table
     calls = {"n": 0}
+    guard = threading.Lock()
 
-    def write_table(*args: object, **kwargs: object) -> None:
-        calls["n"] += 1
-        if calls["n"] > 1:
+    def write_table(table: pa.Table, target: Path) -> None:
+        with guard:
+            calls["n"] += 1
+            n = calls["n"]
+        if n > 1:
             raise exc
-        real(*args, **kwargs)
+        real(table, target)
 
-    monkeypatch.setattr(pq, "write_table", write_table)
+    monkeypatch.setattr(output, "_write_table", write_table)
 
 
 def test_failure_midway_leaves_previous_outputs(
@@ -190,17 +194,16 @@ _SLOW_WRITER = textwrap.dedent(
     import sys, time
     from pathlib import Path
     import pyarrow as pa
-    import pyarrow.parquet as pq
     from claims_engine.io import output
 
-    real = pq.write_table
+    real = output._write_table
 
-    def slow(*args, **kwargs):
-        real(*args, **kwargs)
+    def slow(table, target):
+        real(table, target)
         print("WROTE", flush=True)
         time.sleep(120)
 
-    pq.write_table = slow
+    output._write_table = slow
     tables = {"a": pa.table({"x": [1]}), "b": pa.table({"x": [2]})}
     output.write_outputs(Path(sys.argv[1]), tables, {"batch_id": "killed"})
     """
@@ -527,4 +530,176 @@ def test_second_write_uses_the_exchange(
     write_outputs(out_dir, _tables("new"), _summary("new"))
     assert len(calls) == 1 and calls[0][1] == out_dir
     assert ".staging-" in calls[0][0].name
+    assert _side_dirs(out_dir) == []
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+def _read_back(out_dir: Path, name: str) -> pa.Table:
+    return pq.read_table(out_dir / f"{name}.parquet")
+
+
+def _encodings(out_dir: Path, name: str, column: str) -> set[str]:
+    meta = pq.ParquetFile(out_dir / f"{name}.parquet").metadata
+    index = meta.schema.names.index(column)
+    return {
+        e for g in range(meta.num_row_groups) for e in meta.row_group(g).column(index).encodings
+    }
+
+
+def test_dictionary_columns_read_back_as_strings(
+    out_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kinds = ["drug", "service", None, "supply", "drug"]
+    kind = pa.chunked_array(
+        [
+            pa.array(kinds[:2]).dictionary_encode(),
+            pa.DictionaryArray.from_arrays(  # another dictionary, with an unused word
+                pa.array([None, 1, 0], pa.int32()), pa.array(["drug", "supply", "x"])
+            ),
+        ]
+    )
+    plain = pa.schema(
+        [pa.field("claim_id", pa.string(), nullable=False), pa.field("kind", pa.string())],
+        metadata={b"keep": b"1"},
+    )
+    table = pa.Table.from_arrays(
+        [pa.array(["a", "b", "c", "d", "e"]), kind],
+        schema=pa.schema(
+            [plain.field("claim_id"), pa.field("kind", kind.type)], metadata=plain.metadata
+        ),
+    )
+    write_outputs(out_dir, {"lines": table}, {})
+    back = _read_back(out_dir, "lines")
+    assert back.schema.equals(plain, check_metadata=True)
+    assert back.column("kind").to_pylist() == kinds
+    assert back.equals(output.plain_table(table))
+    assert "RLE_DICTIONARY" in _encodings(out_dir, "lines", "kind")  # a low-cardinality column
+
+
+def test_dictionary_beside_a_list_column(out_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """list<item: string> reads back as list<element: string>; the dictionary as strings."""
+    table = pa.table(
+        {
+            "kind": pa.array(["drug", "supply", "drug"]).dictionary_encode(),
+            "reason_codes": pa.array([["A"], [], None], pa.list_(pa.string())),
+        }
+    )
+    write_outputs(out_dir, {"lines": table}, {})
+    back = _read_back(out_dir, "lines")
+    assert back.schema.field("kind").type == pa.string()
+    assert back.column("kind").to_pylist() == ["drug", "supply", "drug"]
+    assert back.column("reason_codes").to_pylist() == [["A"], [], None]
+
+
+def test_null_in_a_dictionary_is_written_plain(
+    out_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kind = pa.DictionaryArray.from_arrays(pa.array([0, 1, 0]), pa.array(["drug", None]))
+    write_outputs(out_dir, {"lines": pa.table({"kind": kind})}, {})
+    back = _read_back(out_dir, "lines")
+    assert back.schema.field("kind").type == pa.string()
+    assert back.column("kind").to_pylist() == ["drug", None, "drug"]
+
+
+def test_dictionary_reads_back_as_a_usual_write(
+    out_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """timestamp[s] reads back as timestamp[ms] (Parquet has no seconds), list items
+    as "element", field metadata is kept: whatever a usual write of the plain table
+    gives, the file gives too."""
+    table = pa.table(
+        {
+            "kind": pa.array(["drug", "supply"]).dictionary_encode(),
+            "at": pa.array([1, 2], pa.timestamp("s")),
+            "codes": pa.array([["A"], None], pa.list_(pa.string())),
+        }
+    )
+    table = table.replace_schema_metadata({b"keep": b"1"})
+    table = table.cast(
+        pa.schema(
+            [table.schema.field(0).with_metadata({b"note": b"x"}), *list(table.schema)[1:]],
+            metadata=table.schema.metadata,
+        )
+    )
+    pq.write_table(output.plain_table(table), tmp_path / "usual.parquet")
+    usual = pq.read_table(tmp_path / "usual.parquet")
+    write_outputs(out_dir, {"t": table}, {})
+    back = _read_back(out_dir, "t")
+    assert back.schema.equals(usual.schema, check_metadata=True)
+    assert back.schema.field("kind").metadata == {b"note": b"x"}
+    assert back.equals(usual)
+
+
+def test_money_is_exact_at_the_extremes(out_dir: Path) -> None:
+    limit = Decimal("9999999999999999.99")  # decimal128(18, 2) at its largest
+    money = [limit, -limit, Decimal("-0.01"), Decimal("0.00"), None, Decimal("12345.67")]
+    wide = [Decimal("1" * 28 + ".0123456789"), None, Decimal("-1.5"), Decimal(0), None, None]
+    table = pa.table(
+        {
+            "claim_id": [str(i) for i in range(len(money))],
+            "line_no": pa.array([1, None, -3, 2**31 - 1, 0, 5], pa.int32()),
+            "fund_pays": pa.array(money, pa.decimal128(18, 2)),
+            "rate": pa.array([Decimal("0.80")] * len(money), pa.decimal128(5, 2)),
+            "wide": pa.array(wide, pa.decimal128(38, 10)),  # beyond INT64: as before
+        }
+    )
+    write_outputs(out_dir, {"lines": table}, {})
+    back = _read_back(out_dir, "lines")
+    assert back.equals(table)
+    assert back.column("fund_pays").to_pylist() == money
+    meta = pq.ParquetFile(out_dir / "lines.parquet").metadata
+    physical = {meta.schema.column(i).name: meta.schema.column(i).physical_type for i in range(5)}
+    assert physical["fund_pays"] == "INT64" and physical["rate"] == "INT32"
+    assert physical["wide"] == "FIXED_LEN_BYTE_ARRAY"
+    assert "DELTA_BINARY_PACKED" in _encodings(out_dir, "lines", "fund_pays")
+
+
+def test_statistics_only_for_the_sort_column(out_dir: Path) -> None:
+    table = pa.table(
+        {
+            "claim_id": ["a", "b", "c"],
+            "code": ["X", "Y", "X"],
+            "fund_pays": pa.array([Decimal("1.00")] * 3, pa.decimal128(18, 2)),
+        }
+    )
+    write_outputs(out_dir, {"reasons": table}, {})
+    group = pq.ParquetFile(out_dir / "reasons.parquet").metadata.row_group(0)
+    stats = group.column(0).statistics
+    assert stats is not None and (stats.min, stats.max) == ("a", "c")
+    assert not group.column(1).is_stats_set and not group.column(2).is_stats_set
+
+
+def test_empty_and_many_row_group_tables(out_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(output, "ROW_GROUP_ROWS", 4)
+    big = pa.table(
+        {
+            "claim_id": [f"{i:03d}" for i in range(10)],
+            "kind": pa.array(["drug", "supply"] * 5).dictionary_encode(),
+        }
+    )
+    empty = big.slice(0, 0)
+    write_outputs(out_dir, {"lines": big, "flagged": empty}, {})
+    assert pq.ParquetFile(out_dir / "lines.parquet").metadata.num_row_groups == 3
+    assert _read_back(out_dir, "lines").equals(output.plain_table(big))
+    back = _read_back(out_dir, "flagged")
+    assert back.num_rows == 0 and back.schema.equals(output.plain_schema(big.schema))
+
+
+def test_failure_in_one_file_leaves_previous_outputs(
+    out_dir: Path, previous: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = output._write_table
+
+    def failing(table: pa.Table, target: Path) -> None:
+        if target.name == "lines.parquet":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(table, target)
+
+    monkeypatch.setattr(output, "_write_table", failing)
+    lines = pa.table({"claim_id": ["a"] * 100, "line_no": pa.array(range(100), pa.int32())})
+    with pytest.raises(OutputError, match="No space left"):
+        write_outputs(out_dir, {"lines": lines, **_tables("new")}, _summary("new"))
+    assert _snapshot(out_dir) == previous
     assert _side_dirs(out_dir) == []
