@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, TypeAlias
+from typing import Any
 
 import numba
 import numpy as np
@@ -35,10 +35,9 @@ from claims_engine.intake import Intake
 from claims_engine.io.output import plain_table
 from claims_engine.kernels import groups
 from claims_engine.kernels import values as V
+from claims_engine.kernels.columns import Column, chunks, plain, take_rows
 from claims_engine.kernels.values import Array
 from claims_engine.plan.plan import Plan
-
-Column: TypeAlias = pa.Array | pa.ChunkedArray  # a column, in one piece or chunked
 
 #: Largest magnitude of decimal128(18, 2), in cents.
 MONEY_LIMIT = 10**18 - 1
@@ -251,17 +250,6 @@ def _descents(key: Array) -> int:  # pragma: no cover
 # --------------------------------------------------------------------------- columns
 
 
-def _chunks(column: Column) -> list[pa.Array]:
-    return list(column.chunks) if isinstance(column, pa.ChunkedArray) else [column]
-
-
-def _plain(column: Column) -> Column:
-    """A dictionary-encoded column as its plain values (other columns unchanged)."""
-    if pa.types.is_dictionary(column.type):
-        return column.cast(column.type.value_type)
-    return column
-
-
 def _valid(column: Column) -> Array:
     n = len(column)
     if column.null_count == 0:
@@ -275,10 +263,10 @@ def _small_codes(column: Column, words: Sequence[str]) -> Array | None:
     byte-wise against the few words, dictionary chunks through their dictionary."""
     vocabulary = pa.array(words, pa.string())
     parts = []
-    for chunk in _chunks(column):
+    for chunk in chunks(column):
         n = len(chunk)
         if pa.types.is_dictionary(chunk.type):
-            mapping = pc.index_in(_plain(chunk.dictionary), value_set=vocabulary)
+            mapping = pc.index_in(plain(chunk.dictionary), value_set=vocabulary)
             mapping = np.asarray(mapping.fill_null(-2).to_numpy(), dtype=np.int8)
             if chunk.dictionary.null_count:
                 mapping[~_valid(chunk.dictionary)] = -1
@@ -345,36 +333,6 @@ def _money(data: Array, take: Array | None = None, valid: Array | None = None) -
     return V.scaled_to_decimal(picked.astype(object), kept, 2, 2)
 
 
-def _take(column: Column, rows: Array) -> pa.Array:
-    """``column[rows]`` as one plain-typed array.
-
-    ``ChunkedArray.take`` concatenates every chunk first: fine for a permutation
-    of all rows, but for a few rows out of millions each chunk is taken from
-    apart instead.
-    """
-    rows = np.asarray(rows, dtype=np.int64)
-    chunks = _chunks(column)
-    if len(chunks) == 1:
-        return _plain(chunks[0].take(pa.array(rows)))
-    if len(rows) * 8 >= len(column):
-        whole = pa.chunked_array(chunks, column.type).combine_chunks()
-        return _plain(whole.take(pa.array(rows)))
-    starts = np.cumsum([0] + [len(c) for c in chunks])
-    which = np.searchsorted(starts, rows, side="right") - 1
-    grouped = np.argsort(which, kind="stable")
-    bounds = np.searchsorted(which[grouped], np.arange(len(chunks) + 1))
-    parts = [
-        _plain(chunk.take(pa.array(rows[grouped[bounds[k] : bounds[k + 1]]] - starts[k])))
-        for k, chunk in enumerate(chunks)
-        if bounds[k + 1] > bounds[k]
-    ]
-    if not parts:
-        return pa.array([], type=_plain(pa.array([], type=column.type)).type)
-    back = np.empty(len(rows), dtype=np.int64)
-    back[grouped] = np.arange(len(rows), dtype=np.int64)
-    return pa.concat_arrays(parts).take(pa.array(back))
-
-
 def _select(column: Column, take: Array | None, mask: Array | None) -> Column:
     """Rows ``take`` of ``column`` (all when None); ``mask`` is the same selection
     as a boolean filter when the rows keep their order (filter beats take)."""
@@ -382,7 +340,7 @@ def _select(column: Column, take: Array | None, mask: Array | None) -> Column:
         return column
     if mask is not None and len(take) * 8 >= len(column):
         return column.filter(pa.array(mask))
-    return _take(column, take)
+    return take_rows(column, take)
 
 
 # --------------------------------------------------------------------------- codes
@@ -460,9 +418,9 @@ def _ranks_with_orphans(claim_ids: Column, line_ids: Column, intake: Intake) -> 
     between the claims as its claim_id does, with no sort of millions of lines."""
     nc = len(claim_ids)
     orphan_rows = np.flatnonzero(intake.orphan)
-    orphan_ids = _take(line_ids, orphan_rows)
+    orphan_ids = take_rows(line_ids, orphan_rows)
     distinct = pc.unique(orphan_ids)
-    together = pa.concat_arrays([*_chunks(_plain(claim_ids)), distinct])
+    together = pa.concat_arrays([*chunks(plain(claim_ids)), distinct])
     order = np.asarray(pc.array_sort_indices(together, null_placement="at_end"), dtype=np.int64)
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order), dtype=np.int64)
@@ -509,7 +467,7 @@ def _line_order(
         packed = len(rank) * 4 * span < 2**62
     if not packed:  # orphans' ids fall between claims', or unknown kinds: sort the values
         c, k, n = columns
-        table = pa.table({"c": _plain(c), "k": _plain(k), "n": n})
+        table = pa.table({"c": plain(c), "k": plain(k), "n": n})
         order = pc.sort_indices(table, [("c", "ascending"), ("k", "ascending"), ("n", "ascending")])
         return _LineOrder(np.asarray(order, dtype=np.int64), False)
     assert kind_codes is not None
@@ -539,7 +497,7 @@ def _reasons(out: Outcome, claim_ids: Column, line_ids: Column, kinds: Column) -
             "intake.malformed",
             schema.MALFORMED,
             "reject",
-            _take(intake.malformed_message, bad),
+            take_rows(intake.malformed_message, bad),
         ),
         ("line", orphans, "intake.orphan_line", schema.ORPHAN_LINE, "reject", None),
     ]
@@ -551,11 +509,11 @@ def _reasons(out: Outcome, claim_ids: Column, line_ids: Column, kinds: Column) -
     empty = np.zeros(0, dtype=np.int64)
     claim_rows = np.concatenate([empty] + [p[1] for p in parts if p[0] == "claim"])
     line_rows = np.concatenate([empty] + [p[1] for p in parts if p[0] != "claim"])
-    of_claims = _take(claim_ids, claim_rows)
+    of_claims = take_rows(claim_ids, claim_rows)
     of_lines = {
-        "claim_id": _take(line_ids, line_rows),
-        "kind": _take(kinds, line_rows),
-        "line_no": _take(out.lines.column("line_no"), line_rows),
+        "claim_id": take_rows(line_ids, line_rows),
+        "kind": take_rows(kinds, line_rows),
+        "line_no": take_rows(out.lines.column("line_no"), line_rows),
     }
     tables: list[pa.Table] = []
     at = {"claim": 0, "line": 0}
@@ -588,7 +546,7 @@ def _reasons(out: Outcome, claim_ids: Column, line_ids: Column, kinds: Column) -
                     "rule_id": pa.repeat(pa.scalar(rule_id), n).cast(pa.string()),
                     "code": pa.repeat(pa.scalar(code), n).cast(pa.string()),
                     "severity": pa.repeat(pa.scalar(severity), n).cast(pa.string()),
-                    "message": _plain(messages).cast(pa.string()),
+                    "message": plain(messages).cast(pa.string()),
                 },
                 schema=schema.REASONS_SCHEMA,
             )
@@ -613,7 +571,7 @@ def build(out: Outcome, plan: Plan, batch_id: str) -> Result:
     claims, lines = out.claims, out.lines
     nc, nl = claims.num_rows, lines.num_rows
     row = out.intake.line_claim_row
-    claim_ids = _plain(claims.column("claim_id"))
+    claim_ids = plain(claims.column("claim_id"))
     line_ids = lines.column("claim_id")
     kinds = lines.column("kind")
     line_nos = lines.column("line_no")
@@ -670,8 +628,8 @@ def build(out: Outcome, plan: Plan, batch_id: str) -> Result:
     claim_order = _claim_order(claim_ids)
     claim_arrow = {
         "claim_id": claim_ids,
-        "card_no": _plain(claims.column("card_no")),
-        "facility_id": _plain(claims.column("facility_id")),
+        "card_no": plain(claims.column("card_no")),
+        "facility_id": plain(claims.column("facility_id")),
         "declared_fund_pays": claims.column("fund_pays"),
         "benefit_rate": rate_arr,
     }
@@ -718,13 +676,13 @@ def build(out: Outcome, plan: Plan, batch_id: str) -> Result:
     )
     take = order.take
     if take is None or order.same_claims:
-        line_claim_ids = _plain(line_ids)
+        line_claim_ids = plain(line_ids)
     else:
-        line_claim_ids = _take(line_ids, take)
+        line_claim_ids = take_rows(line_ids, take)
     if kind_codes is not None:
         kind_out: Column = _dictionary(kind_codes if take is None else kind_codes[take], _KINDS)
     else:
-        kind_out = _plain(kinds) if take is None else _take(kinds, take)
+        kind_out = plain(kinds) if take is None else take_rows(kinds, take)
     if take is None:
         line_no_out: Column = line_nos
     else:

@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 from claims_engine.io.dictionary import Codes
 from claims_engine.kernels import groups, lookup, window
 from claims_engine.kernels import values as V
+from claims_engine.kernels.columns import take_rows
 from claims_engine.kernels.values import Array, Vec
 from claims_engine.lang import ir
 from claims_engine.lang import types as t
@@ -157,30 +158,12 @@ class RowsTable:
     def __init__(self, table: Any, rows: Array) -> None:
         self._table, self._rows = table, rows
         self.num_rows = len(rows)
-        self._columns: dict[str, pa.ChunkedArray] = {}
+        self._columns: dict[str, pa.Array] = {}
 
-    def column(self, name: str) -> pa.ChunkedArray:
+    def column(self, name: str) -> pa.Array:
         if name not in self._columns:
             self._columns[name] = take_rows(self._table.column(name), self._rows)
         return self._columns[name]
-
-
-def take_rows(column: pa.ChunkedArray, rows: Array) -> pa.ChunkedArray:
-    """``column`` at ``rows`` (any order), without combining its chunks."""
-    lengths = np.array([len(c) for c in column.chunks], dtype=np.int64)
-    starts = np.concatenate(([0], np.cumsum(lengths)))
-    which = np.searchsorted(starts, rows, side="right") - 1
-    order = np.argsort(which, kind="stable")
-    pieces = []
-    for k in np.unique(which):
-        at = rows[order][which[order] == k] - starts[k]
-        pieces.append(column.chunk(int(k)).take(pa.array(at)))
-    taken = pa.chunked_array(pieces, type=column.type) if pieces else column.slice(0, 0)
-    if bool(np.all(order[1:] > order[:-1])):
-        return taken
-    back = np.empty(len(order), dtype=np.int64)
-    back[order] = np.arange(len(order), dtype=np.int64)
-    return taken.take(pa.array(back))
 
 
 class Evaluator:

@@ -27,6 +27,7 @@ from claims_engine.fixtures.generator import generate_batch, write_batch
 from claims_engine.io.batch import Batch, read_batch
 from claims_engine.io.output import write_outputs
 from claims_engine.kernels import values as V
+from claims_engine.kernels.columns import take_rows
 from claims_engine.plan.plan import Plan
 
 N_CLAIMS = 400
@@ -494,8 +495,8 @@ def test_take_from_chunks(dictionary: bool) -> None:
         rng.permutation(400),  # a permutation: combined once
         np.zeros(0, dtype=np.int64),
     ):
-        got = adjudicate._take(column, rows)
+        got = take_rows(column, rows)
         assert got.type == pa.string()
         assert got.to_pylist() == [values[i] for i in rows]
-    single = adjudicate._take(pa.array(values), np.array([3, 1]))
+    single = take_rows(pa.array(values), np.array([3, 1]))
     assert single.to_pylist() == [values[3], values[1]]

@@ -7,7 +7,8 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from claims_engine.kernels.evaluate import RowsTable, take_rows
+from claims_engine.kernels.columns import take_rows
+from claims_engine.kernels.evaluate import RowsTable
 
 
 @settings(max_examples=100, deadline=None)
