@@ -85,11 +85,12 @@ def _row(claims: int, found: dict[str, Any]) -> list[str]:
             _s(d.get("query_seconds")),
             _s(d.get("wall_seconds")),
             _s(duck.get("ratio_evaluate")),
+            _s(duck.get("ratio_evaluate_same_rules")),
             _s(duck.get("ratio_end_to_end")),
             _agreement(duck),
         ]
     else:
-        cells += ["–"] * 5
+        cells += ["–"] * 6
     return cells
 
 
@@ -108,7 +109,8 @@ def table(sizes: dict[int, dict[str, Any]]) -> str:
     head = [
         "claims", "lines", "read s", "evaluate s", "adjudicate s", "write s",
         "end to end s", "lines/s", "peak RSS MiB", "DuckDB query s", "DuckDB end to end s",
-        "engine/DuckDB evaluate", "engine/DuckDB end to end", "agreement (claims)",
+        "engine/DuckDB evaluate", "engine/DuckDB evaluate, same rules",
+        "engine/DuckDB end to end", "agreement (claims)",
     ]  # fmt: skip
     out = [
         f"Machine: {machine()}.",
@@ -117,7 +119,7 @@ def table(sizes: dict[int, dict[str, Any]]) -> str:
         "written; stages from `summary.json` (`evaluate`: rules, lookups and money, the "
         "batch in memory). DuckDB: the core rules as SQL (benchmarks/duckdb_baseline.py), "
         "query time with the tables already loaded. A ratio above 1 means the engine is "
-        "slower.",
+        "slower; \"same rules\": the engine run with `--codes` set to the SQL's codes.",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "|".join("---:" for _ in head) + "|",
