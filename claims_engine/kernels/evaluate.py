@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from claims_engine.io.dictionary import Codes
-from claims_engine.kernels import groups, lookup, window
+from claims_engine.kernels import groups, lookup, window, window_eval
 from claims_engine.kernels import values as V
 from claims_engine.kernels.columns import take_rows
 from claims_engine.kernels.values import Array, Vec
@@ -182,7 +182,8 @@ class Evaluator:
         self.history: Evaluator | None = None
         self.active: Array | None = None
         self.windows: dict[ir.WindowSpec, tuple[window.Sorted, Array | None]] = {}
-        self.window_codes: dict[tuple[ir.Expr, bool], tuple[Array, int, Array]] = {}
+        # claim ranks of window keys, kept across the card-holder rules (window_eval)
+        self.window_codes: dict[tuple[Any, ...], tuple[Array, int]] = {}
         self.dictionaries: dict[ir.Expr, tuple[Array, pa.Array]] = {}
         # string columns the reader kept dictionary-encoded: their codes for free
         self.codes: Mapping[str, Codes] = {}
@@ -528,243 +529,21 @@ class Evaluator:
         return Vec(e.type, out, seen)
 
     # --- windows ------------------------------------------------------------------
-    # A window looks at [history rows, batch rows] of this level; positions below
-    # refer to that combined numbering.  With a ``where``, only the rows where it
-    # holds take part (they are counted and get a measure), and only they are
-    # encoded and sorted: a frequency limit on a few items sorts a few lines.
+    # A window looks at [history rows, batch rows] of this level; positions refer to
+    # that combined numbering.  The sorting and the measures are in window_eval.
 
     def _n_history(self) -> int:
-        return self.history.n if self.history is not None else 0
-
-    def _window_codes(
-        self, e: ir.Expr, ordered: bool, sel: Array | None
-    ) -> tuple[Array, int, Array]:
-        """int64 codes of ``e`` at the window's rows, their count, and validity.
-
-        Equal values get equal codes in 0..count-1; with ``ordered`` codes also keep
-        the order.  A claim value of a line window is encoded per claim, then spread.
-        """
-        if self.level == "line" and self.ctx.level_of(e) == "claim":
-            assert self.parent is not None
-            return self._spread(*self.parent._window_codes(e, ordered, None), sel)
-        key = (e, ordered)
-        if sel is None and key in self.window_codes:
-            return self.window_codes[key]
-        if sel is None and self.history is None and e.type.kind == "str":
-            return _from_dictionary(*self.dictionary(e), ordered)
-        parts, ns = self._window_parts(e, sel)
-        out = _encode(parts, ns, ordered)
-        if sel is None:  # the card-holder windows of a rule share most of their keys
-            self.window_codes[key] = out
-        return out
-
-    def _window_parts(self, e: ir.Expr, sel: Array | None) -> tuple[list[Vec], list[int]]:
-        """``e`` over the history rows and the batch rows (only at ``sel`` if given)."""
-        nh = self._n_history()
-        vecs, ns = [], []
-        if self.history is not None:
-            v = self.history.eval(e)
-            if sel is not None:
-                rows = sel[sel < nh]
-                v, n = take(v, rows), len(rows)
-            else:
-                n = self.history.n
-            vecs.append(v)
-            ns.append(n)
-        v = self.eval(e)
-        if sel is not None:
-            rows = sel[sel >= nh] - nh
-            v, n = take(v, rows), len(rows)
-        else:
-            n = self.n
-        vecs.append(v)
-        ns.append(n)
-        return vecs, ns
-
-    def _window_values(self, e: ir.Expr, sel: Array | None) -> tuple[Array, Array]:
-        """Values of ``e`` (numbers, dates: int64) at the window's rows, and validity."""
-        parts, ns = self._window_parts(e, sel)
-        data = np.concatenate(
-            [np.asarray(V.full(v, n)).astype(np.int64) for v, n in zip(parts, ns, strict=True)]
-        )
-        valid = np.concatenate([V.valid_mask(v, n) for v, n in zip(parts, ns, strict=True)])
-        return data, valid
-
-    def _window_valid(self, e: ir.Expr, sel: Array | None) -> Array:
-        parts, ns = self._window_parts(e, sel)
-        return np.concatenate([V.valid_mask(v, n) for v, n in zip(parts, ns, strict=True)])
-
-    def _window_truth(self, e: ir.Expr | None, sel: Array | None) -> Array:
-        n = len(sel) if sel is not None else self._n_history() + self.n
-        if e is None:
-            return np.ones(n, dtype=bool)
-        parts, ns = self._window_parts(e, sel)
-        return (
-            np.concatenate(
-                [
-                    np.asarray(V.full(v, m) & V.valid_mask(v, m))
-                    for v, m in zip(parts, ns, strict=True)
-                ]
-            )
-            if n
-            else np.zeros(0, dtype=bool)
-        )
-
-    def _key_parts(
-        self, exprs: tuple[ir.Expr, ...], ordered: bool, sel: Array | None
-    ) -> list[tuple[Array, int, Array]]:
-        """Codes of each key; in a line window, consecutive claim values are combined
-        per claim first, so millions of lines get one spread claim code, not several."""
-        out: list[tuple[Array, int, Array]] = []
-        i = 0
-        while i < len(exprs):
-            j = i
-            if self.level == "line":
-                while j < len(exprs) and self.ctx.level_of(exprs[j]) == "claim":
-                    j += 1
-            if j - i > 1:
-                out.append(self._claim_group(exprs[i:j], ordered, sel))
-                i = j
-            else:
-                out.append(self._window_codes(exprs[i], ordered, sel))
-                i += 1
-        return out
-
-    def _claim_group(
-        self, group: tuple[ir.Expr, ...], ordered: bool, sel: Array | None
-    ) -> tuple[Array, int, Array]:
-        """One code per claim for several claim keys (rank order kept), spread to lines."""
-        assert self.parent is not None
-        parts = [self.parent._window_codes(g, ordered, None) for g in group]
-        n = len(parts[0][0])
-        valid = np.ones(n, dtype=bool)
-        for _, _, v in parts:
-            valid &= v
-        key, _ = window.combine([(c, card) for c, card, _ in parts], n)
-        codes, card = window.dense(np.where(valid, key, -1))
-        return self._spread(codes, max(card, 1), valid, sel)
-
-    def _spread(
-        self, codes: Array, card: int, valid: Array, sel: Array | None = None
-    ) -> tuple[Array, int, Array]:
-        """Claim codes over [history claims, batch claims] -> codes at the window's lines."""
-        assert self.parent is not None and self.to_parent is not None
-        hist_rows = np.zeros(0, dtype=np.int64)
-        if self.history is not None:
-            assert self.history.to_parent is not None
-            hist_rows = self.history.to_parent
-        n_hist_claims = self.parent._n_history()
-        batch_rows = np.where(self.to_parent >= 0, self.to_parent + n_hist_claims, -1)
-        if sel is None:
-            rows = np.concatenate((hist_rows, batch_rows))
-        else:
-            nh = len(hist_rows)
-            rows = np.where(
-                sel < nh,
-                hist_rows[np.minimum(sel, max(nh - 1, 0))] if nh else -1,
-                batch_rows[np.maximum(sel - nh, 0)],
-            )
-        ok = rows >= 0
-        safe = np.where(ok, rows, 0)
-        return codes[safe], card, valid[safe] & ok
-
-    def _window_rows(self, spec: ir.WindowSpec) -> Array | None:
-        """The rows taking part: those where ``where`` holds (None: every row)."""
-        if spec.where is None:
-            return None
-        return np.flatnonzero(self._window_truth(spec.where, None)).astype(np.int64)
+        return window_eval.n_history(self)
 
     def _window_sorted(self, spec: ir.WindowSpec) -> tuple[window.Sorted, Array | None]:
-        if spec not in self.windows:
-            nh = self._n_history()
-            sel = self._window_rows(spec)
-            n = len(sel) if sel is not None else nh + self.n
-            keyed = np.ones(n, dtype=bool)
-            partition = []
-            # a partition is a set of keys: its claim values can all go into one code
-            keys = tuple(sorted(spec.partition, key=lambda p: self.ctx.level_of(p) != "claim"))
-            for codes, card, valid in self._key_parts(keys, False, sel):
-                partition.append((codes, card))
-                keyed &= valid
-            # history before the batch: the source is the order's first digit
-            if sel is not None:
-                source = (sel >= nh).astype(np.int64)
-            else:
-                source = np.ones(n, dtype=np.int64)
-                source[:nh] = 0
-            order = [(source, 2)]
-            for codes, card, valid in self._key_parts(spec.order, True, sel):
-                order.append((np.where(valid, codes + 1, 0), card + 1))  # nulls first
-            if spec.day is not None:
-                keyed &= self._window_valid(spec.day, sel)
-            part_key, _ = window.combine(partition, n)
-            order_key, _ = window.combine(order, n)
-            s = window.sort_rows(part_key, order_key, keyed)
-            is_batch = (sel[s.order] if sel is not None else s.order) >= nh
-            s = replace(s, batch_start=np.asarray(window._batch_starts(s.part_start, is_batch)))
-            self.windows[spec] = (s, sel)
-        return self.windows[spec]
+        return window_eval.sorted_window(self, spec)
 
     def _window(self, e: ir.Window) -> Vec:
-        spec = e.spec
-        s, sel = self._window_sorted(spec)
-        nh = self._n_history()
-        counted = self._window_truth(e.cond, sel)
-        if self.active is not None:  # MALFORMED batch rows never count
-            part = np.concatenate((np.ones(nh, dtype=bool), self.active))
-            counted &= part[sel] if sel is not None else part
-        value = None
-        if e.value is not None and e.fn in ("first", "last"):  # only positions are needed
-            counted &= self._window_valid(e.value, sel)
-        elif e.value is not None:
-            value, value_ok = self._window_values(e.value, sel)
-            counted &= value_ok
-        perm = s.order
-        weights = (counted[perm] & s.keyed).astype(np.int64)
-        if e.fn in ("count", "sum"):
-            if e.fn == "sum":
-                assert value is not None
-                weights = weights * value[perm]
-            day = lo = np.zeros(len(perm), dtype=np.int64)
-            use_days = spec.day is not None and spec.days is not None
-            if use_days:
-                assert spec.day is not None and spec.days is not None
-                d, _ = self._window_values(spec.day, sel)
-                width, width_ok = self._window_values(spec.days, sel)
-                day, lo = d[perm], (d - width + 1)[perm]
-                weights = weights * width_ok[perm]
-            res = window.count_sum(
-                weights, s.part_start, s.tie_start, s.batch_start, day, lo, use_days
-            )
-            found = np.ones(len(perm), dtype=bool)
-        else:
-            mode = {"max": 0, "min": 1, "first": 2, "last": 3}[e.fn]
-            vals = value[perm] if value is not None else np.zeros(len(perm), dtype=np.int64)
-            res, found = window.running(vals, weights, s.part_start, s.tie_start, mode)
-        # back to the batch rows; rows outside the window get no measure (null)
-        out = np.zeros(self.n, dtype=np.int64)
-        ok = np.zeros(self.n, dtype=bool)
-        rows_sorted = sel[perm] if sel is not None else perm  # combined positions
-        where_batch = rows_sorted >= nh
-        batch_rows = rows_sorted[where_batch] - nh
-        out[batch_rows] = res[where_batch]
-        ok[batch_rows] = (found & s.keyed)[where_batch]
-        if e.fn in ("first", "last"):  # sorted positions -> the value at that row
-            assert e.value is not None
-            rows = np.where(ok, rows_sorted[np.where(ok, out, 0)], -1)
-            return self._take_combined(e.value, rows)
-        return Vec(e.type, out, None if ok.all() else ok)
+        return window_eval.measure(self, e)
 
     def _take_combined(self, e: ir.Expr, rows: Array) -> Vec:
         """Values of ``e`` at positions of [history rows, batch rows] (-1: null)."""
-        nh = self._n_history()
-        from_hist = (rows >= 0) & (rows < nh)
-        batch_v = take(self.eval(e), np.where(rows >= nh, rows - nh, -1))
-        if not from_hist.any():
-            return batch_v
-        assert self.history is not None
-        hist_v = take(self.history.eval(e), np.where(from_hist, rows, -1))
-        return _where(from_hist, hist_v, batch_v, self.n)
+        return window_eval.take_combined(self, e, rows)
 
     def _call(self, e: ir.Call) -> Vec:
         fn = _FUNCTIONS.get(e.fn)
@@ -862,45 +641,6 @@ def _where(hit: Array, a: Vec, b: Vec, n: int) -> Vec:
 def _arrow_rows(v: Vec, n: int) -> pa.Array:
     """A string Vec as an array of ``n`` rows (a literal is one scalar until here)."""
     return pa.repeat(v.data, n) if isinstance(v.data, pa.Scalar) else v.data
-
-
-def _from_dictionary(indices: Array, words: pa.Array, ordered: bool) -> tuple[Array, int, Array]:
-    """Window codes from a cached dictionary encoding (no hashing of the rows)."""
-    valid = indices >= 0
-    codes = np.maximum(indices, 0).astype(np.int64)
-    if ordered and len(words) > 1:
-        rank = np.empty(len(words), dtype=np.int64)
-        rank[np.asarray(pc.sort_indices(words))] = np.arange(len(words), dtype=np.int64)
-        codes = rank[codes]
-    return codes, max(len(words), 1), valid
-
-
-def _encode(parts: list[Vec], ns: list[int], ordered: bool) -> tuple[Array, int, Array]:
-    """Codes of values split over history and batch: strings by one shared dictionary
-    (ordered by sorting the dictionary), numbers and dates by their offset from the min."""
-    if sum(ns) == 0:
-        return np.zeros(0, dtype=np.int64), 1, np.zeros(0, dtype=bool)
-    valid = np.concatenate([V.valid_mask(v, n) for v, n in zip(parts, ns, strict=True)])
-    if parts[0].is_arrow:
-        arrays = [V.to_arrow(v, n).cast(pa.string()) for v, n in zip(parts, ns, strict=True)]
-        encoded = pc.dictionary_encode(pa.chunked_array(arrays))
-        words = encoded.chunk(0).dictionary if encoded.num_chunks else pa.array([], pa.string())
-        codes = np.concatenate(
-            [np.asarray(c.indices.fill_null(0).to_numpy(), dtype=np.int64) for c in encoded.chunks]
-        )
-        if ordered and len(words) > 1:
-            rank = np.empty(len(words), dtype=np.int64)
-            rank[np.asarray(pc.sort_indices(words))] = np.arange(len(words), dtype=np.int64)
-            codes = rank[codes]
-        return codes, max(len(words), 1), valid
-    data = np.concatenate(
-        [np.asarray(V.full(v, n)).astype(np.int64) for v, n in zip(parts, ns, strict=True)]
-    )
-    if not valid.any():
-        return np.zeros(len(data), dtype=np.int64), 1, valid
-    low = int(data[valid].min())
-    high = int(data[valid].max())
-    return np.where(valid, data - low, 0), high - low + 1, valid
 
 
 def _days(v: Vec) -> Array:
