@@ -329,6 +329,13 @@ class _Run:
             for level_ev in (cev, lev):
                 for node in [k for k in level_ev.cache if k not in needed_after[i]]:
                     del level_ev.cache[node]
+        # the pair refers to itself (parent, child): free its columns now, not at
+        # the cycle collector's next pass
+        for level_ev in (cev, lev):
+            level_ev.cache.clear()
+            level_ev.lookup_rows.clear()
+            level_ev.dictionaries.clear()
+        cev.child = lev.parent = None
         return out
 
     def _row_rules_in_parts(
@@ -423,8 +430,10 @@ class _Run:
         claim_reject |= live == 0
         line_rejected = line_reject | claim_reject[safe_row]
 
-        # money inputs, with input-stage adjustments
+        # money inputs, with input-stage adjustments (the input rules' cached columns
+        # and window sorts are freed first: the money needs only its own inputs)
         t1 = time.perf_counter()
+        self._release(keep=())
         for name in MONEY_INPUTS:
             self.effective[name] = self.lev.eval(
                 ir.Field("line", name, t.from_arrow(schema.LINE_COLUMN_BY_NAME[name].type))

@@ -6,9 +6,10 @@ functions; they never print.  ``progress`` receives stage names as work starts.
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -54,6 +55,18 @@ def evaluate(
     result.summary["timings"]["evaluate"] = round(t1 - t0, 4)
     result.summary["timings"]["adjudicate"] = round(time.perf_counter() - t1, 4)
     return result
+
+
+def _emptied(batch: Batch) -> Batch:
+    """``batch`` without its rows, so that its columns can be freed."""
+    return replace(
+        batch,
+        claims=batch.claims.schema.empty_table(),
+        lines=batch.lines.schema.empty_table(),
+        claim_errors=pa.nulls(0, pa.string()),
+        line_errors=pa.nulls(0, pa.string()),
+        codes={},
+    )
 
 
 def history_since(batch: Batch, plan: Plan) -> date | None:
@@ -153,6 +166,12 @@ def adjudicate_batch(
             engine.History(past.claims, past.lines) if past else None,
         )
         t4 = time.perf_counter()
+        if store is None:  # history keeps whole rows; otherwise only output columns stay
+            outcome, batch = adjudicate.slim(outcome), _emptied(batch)
+            # the evaluators (a claim/line pair refers to each other) go with the
+            # cycle collector; then the freed columns go back to the system
+            gc.collect()
+            pa.default_memory_pool().release_unused()
         progress("decide")
         result = adjudicate.build(outcome, inputs.plan, bid)
         timings["evaluate"] = t4 - t3
