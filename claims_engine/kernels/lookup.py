@@ -178,6 +178,21 @@ def _scan_direct(
     return out
 
 
+def _candidates(
+    ref_key: Array, ref_rows: Array, ref_from: Array, ref_to: Array
+) -> tuple[Array, Array, Array, Array, Array]:
+    """The reference rows that can match (key >= 0), and their order by key, then
+    valid_from, then file order (the scan keeps the last valid row)."""
+    keep = ref_key >= 0
+    ref_key, ref_rows, ref_from, ref_to = (
+        ref_key[keep],
+        ref_rows[keep],
+        ref_from[keep],
+        ref_to[keep],
+    )
+    return ref_key, ref_rows, ref_from, ref_to, np.lexsort((ref_rows, ref_from, ref_key))
+
+
 def asof_match_codes(
     ref_key: Array,
     ref_rows: Array,
@@ -194,14 +209,7 @@ def asof_match_codes(
     n = len(row_date)
     if not row_codes:  # no key column: every row has key 0
         row_codes, sizes = [np.zeros(n, dtype=np.int64)], [1]
-    keep = ref_key >= 0
-    ref_key, ref_rows, ref_from, ref_to = (
-        ref_key[keep],
-        ref_rows[keep],
-        ref_from[keep],
-        ref_to[keep],
-    )
-    order = np.lexsort((ref_rows, ref_from, ref_key))  # key, then valid_from, then file order
+    ref_key, ref_rows, ref_from, ref_to, order = _candidates(ref_key, ref_rows, ref_from, ref_to)
     sk = ref_key[order]
     space = int(sk[-1]) + 1 if len(sk) else 1
     if space > DIRECT_TABLE_LIMIT:
@@ -240,14 +248,7 @@ def asof_match(
     ``ref_rows`` are the candidate reference rows (positions in the table) with
     their keys and validity; rows whose key is -1 or ``row_ok`` false never match.
     """
-    keep = ref_key >= 0
-    ref_key, ref_rows, ref_from, ref_to = (
-        ref_key[keep],
-        ref_rows[keep],
-        ref_from[keep],
-        ref_to[keep],
-    )
-    order = np.lexsort((ref_rows, ref_from, ref_key))  # key, then valid_from, then file order
+    ref_key, ref_rows, ref_from, ref_to, order = _candidates(ref_key, ref_rows, ref_from, ref_to)
     sk = ref_key[order]
     starts, ends = _ranges(sk, row_key)
     ok = row_ok & (row_key >= 0)
