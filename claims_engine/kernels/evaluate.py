@@ -384,11 +384,34 @@ class Evaluator:
             if codes is not None and codes.unique:
                 self.dictionaries[e] = (codes.indices, codes.words)
                 return self.dictionaries[e]
+            sliced = self._sliced_codes(e)
+            if sliced is not None:
+                self.dictionaries[e] = sliced
+                return sliced
             arr = V.to_arrow(self.eval(e), self.n).cast(pa.string())
             encoded = pc.dictionary_encode(arr)
             indices = np.asarray(encoded.indices.fill_null(-1).to_numpy(), dtype=np.int32)
             self.dictionaries[e] = (indices, encoded.dictionary)
         return self.dictionaries[e]
+
+    def _sliced_codes(self, e: ir.Expr) -> tuple[Array, pa.Array] | None:
+        """Codes of a slice of a dictionary-coded column (the card holder: the last 10
+        characters of card_no), computed on its distinct words, not on every row."""
+        while isinstance(e, ir.Derived):
+            e = self.ctx.derived[e.name][1]
+        if not (isinstance(e, ir.Call) and e.fn in _SLICES and len(e.args) == 1):
+            return None
+        arg = e.args[0]
+        codes = self._field_codes(arg)
+        if codes is None or not codes.unique:
+            return None
+        assert isinstance(arg, ir.Field)
+        words = Evaluator(self.level, pa.table({arg.name: codes.words}), self.ctx)
+        sliced = V.to_arrow(words.eval(e), len(codes.words)).cast(pa.string())
+        encoded = pc.dictionary_encode(sliced)  # several words can share a slice
+        per_word = np.asarray(encoded.indices.fill_null(-1).to_numpy(), dtype=np.int32)
+        per_word = np.append(per_word, np.int32(-1))  # code -1 (null) stays null
+        return np.asarray(per_word[codes.indices]), encoded.dictionary
 
     # --- operators --------------------------------------------------------------
     def _arith(self, e: ir.Arith) -> Vec:
@@ -553,6 +576,9 @@ class Evaluator:
 
 
 # --- helpers ------------------------------------------------------------------
+
+# string slices (null in, null out) whose codes come from the sliced column's words
+_SLICES = frozenset({"right", "substring"})
 
 
 def const_vec(value: Any, ty: t.Type) -> Vec:

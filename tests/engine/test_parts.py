@@ -78,3 +78,28 @@ def test_messages_from_hit_rows_equal_whole_columns(
     whole = adjudicate.build(engine.run(plan, batch, reference), plan, "t").reasons
     assert subset.num_rows > 100
     assert subset.equals(whole)
+
+
+def test_card_holder_codes_from_card_no_words(
+    parquet_batch: Path, plan: Plan, reference: dict[str, pa.Table]
+) -> None:
+    """right(card_no, 10) encoded from card_no's distinct words: the same values."""
+    from claims_engine.kernels import evaluate
+    from claims_engine.lang import ir
+
+    batch = read_batch(parquet_batch, engine.needed_fields(plan))
+    ctx = evaluate.Context(plan.derived, plan.lookups, reference, plan.cacheable)
+    holder = ir.Derived("card_holder", plan.derived["card_holder"][1].type)
+    coded = evaluate.Evaluator("claim", batch.claims, ctx)
+    coded.codes = batch.codes["claim"]
+    plain = evaluate.Evaluator("claim", batch.claims, ctx)
+
+    def values(ev: evaluate.Evaluator) -> list[str | None]:
+        indices, words = ev.dictionary(holder)
+        table = words.to_pylist()
+        return [None if i < 0 else table[i] for i in indices]
+
+    got = values(coded)
+    assert got == values(plain)
+    assert got == [None if c is None else c[-10:] for c in batch.claims["card_no"].to_pylist()]
+    assert coded.dictionaries[holder][1] is not plain.dictionaries[holder][1]
