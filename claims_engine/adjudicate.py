@@ -12,9 +12,9 @@ claim_id, lines by (claim_id, kind, line_no)) is applied to small integer arrays
 (codes, cents, reason bitmasks) inside the kernels that build the Arrow buffers,
 never by a ``Table.take`` of finished columns.  Input string columns may be plain
 or dictionary-encoded; the outputs hold plain strings, except that ``kind`` and
-``decision`` are dictionary arrays over their few values (what the Parquet writer
-stores cheapest; the files still read back as strings, see io/output.py, and the
-``Result`` properties give plain tables).
+``decision`` are dictionary arrays over their few values (cheap to build; the
+writer casts them to strings, see io/output.py, and the ``Result`` properties give
+plain tables).
 """
 
 from __future__ import annotations
