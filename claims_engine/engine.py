@@ -132,6 +132,48 @@ def _has_window(rule: CompiledRule) -> bool:
     return any(isinstance(node, ir.Window) for node in ir.walk(rule.when))
 
 
+def _in_force(rule: CompiledRule, ev: evaluate.Evaluator) -> Array | None:
+    """Rows on dates within the rule's effective period (None: every row)."""
+    if rule.effective_from is None and rule.effective_to is None:
+        return None
+    name = "admission_date" if rule.level == "claim" else "date_of_service"
+    day = ev.eval(ir.Derived(name, t.DATE))
+    d = V.full(day, ev.n)
+    ok = V.valid_mask(day, ev.n).copy()
+    epoch = evaluate.EPOCH
+    if rule.effective_from is not None:
+        ok &= d >= (rule.effective_from - epoch).days
+    if rule.effective_to is not None:
+        ok &= d <= (rule.effective_to - epoch).days
+    return ok
+
+
+def _evaluate_rule(
+    rule: CompiledRule,
+    cev: evaluate.Evaluator,
+    lev: evaluate.Evaluator,
+    claim_mask: Array,
+    line_mask: Array,
+) -> tuple[Array, Array, pa.Array, list[Vec]]:
+    """One rule on a claim/line evaluator pair (the batch or a part of it): where it
+    fires, those rows, their messages, and the values its ``sets`` replace."""
+    ev = cev if rule.level == "claim" else lev
+    hit = ev.truth(rule.when) & (claim_mask if rule.level == "claim" else line_mask)
+    window = _in_force(rule, ev)
+    if window is not None:
+        hit &= window
+    rows = np.flatnonzero(hit)
+    new = [lev.eval(expr) for _, expr in rule.sets]
+    return hit, rows, render(rule.message, ev, rows), new
+
+
+def _drop_cached(*evaluators: evaluate.Evaluator, keep: set[ir.Expr]) -> None:
+    """Drop the cached values no later rule reads."""
+    for ev in evaluators:
+        for node in [k for k in ev.cache if k not in keep]:
+            del ev.cache[node]
+
+
 class _Run:
     def __init__(
         self,
@@ -193,20 +235,6 @@ class _Run:
     def ev(self, level: str) -> evaluate.Evaluator:
         return self.cev if level == "claim" else self.lev
 
-    def in_force(self, rule: CompiledRule, ev: evaluate.Evaluator) -> Array | None:
-        if rule.effective_from is None and rule.effective_to is None:
-            return None
-        name = "admission_date" if rule.level == "claim" else "date_of_service"
-        day = ev.eval(ir.Derived(name, t.DATE))
-        d = V.full(day, ev.n)
-        ok = V.valid_mask(day, ev.n).copy()
-        epoch = evaluate.EPOCH
-        if rule.effective_from is not None:
-            ok &= d >= (rule.effective_from - epoch).days
-        if rule.effective_to is not None:
-            ok &= d <= (rule.effective_to - epoch).days
-        return ok
-
     def _uses(self, e: ir.Expr, seen: set[ir.Expr]) -> None:
         """Every node evaluating ``e`` touches: through named values and lookups too."""
         for node in ir.walk(e):
@@ -257,35 +285,22 @@ class _Run:
                 fired.append((rule, hit))
                 continue
             started = time.perf_counter()
-            ev = self.ev(rule.level)
-            mask = claim_mask if rule.level == "claim" else line_mask
-            hit = ev.truth(rule.when) & mask
-            window = self.in_force(rule, ev)
-            if window is not None:
-                hit &= window
-            rows = np.flatnonzero(hit)
+            hit, rows, messages, new = _evaluate_rule(
+                rule, self.cev, self.lev, claim_mask, line_mask
+            )
             self.hits.append(
-                RuleHits(
-                    rule.id,
-                    rule.code,
-                    rule.severity,
-                    rule.level,
-                    rows,
-                    render(rule.message, ev, rows),
-                )
+                RuleHits(rule.id, rule.code, rule.severity, rule.level, rows, messages)
             )
             fired.append((rule, hit))
-            for target, expr in rule.sets:
-                self.set_values[(rule.id, target)] = self.lev.eval(expr)
+            for (target, _), value in zip(rule.sets, new, strict=True):
+                self.set_values[(rule.id, target)] = value
             # time per kind of rule: window (card-holder) rules apart from row rules
             kind = "rules.window" if _has_window(rule) else "rules.row"
             self.timings[kind] = self.timings.get(kind, 0.0) + time.perf_counter() - started
             # a window's sort serves one rule: free it (~100 MB per 8M lines); the
             # claim ranks (8 MB per million claims) serve the next card-holder rule
-            ev.windows.clear()
-            for level_ev in (self.cev, self.lev):  # drop what no later rule reads
-                for node in [k for k in level_ev.cache if k not in needed_after[i]]:
-                    del level_ev.cache[node]
+            self.ev(rule.level).windows.clear()
+            _drop_cached(self.cev, self.lev, keep=needed_after[i])
         return fired
 
     # --- row rules per part -----------------------------------------------------
@@ -315,20 +330,13 @@ class _Run:
         numba.set_num_threads(1)  # thread-local: the parts are the parallelism
         cev, lev = self._part_evaluators(part)
         out = []
+        (c0, c1), (l0, l1) = part.claims, part.lines
         for i, rule in enumerate(rules):
-            ev = cev if rule.level == "claim" else lev
-            lo, hi = part.claims if rule.level == "claim" else part.lines
-            mask = (claim_mask if rule.level == "claim" else line_mask)[lo:hi]
-            hit = ev.truth(rule.when) & mask
-            window = self.in_force(rule, ev)
-            if window is not None:
-                hit &= window
-            rows = np.flatnonzero(hit)
-            new = [lev.eval(expr) for _, expr in rule.sets]
-            out.append((hit, rows + lo, render(rule.message, ev, rows), new))
-            for level_ev in (cev, lev):
-                for node in [k for k in level_ev.cache if k not in needed_after[i]]:
-                    del level_ev.cache[node]
+            hit, rows, messages, new = _evaluate_rule(
+                rule, cev, lev, claim_mask[c0:c1], line_mask[l0:l1]
+            )
+            out.append((hit, rows + (c0 if rule.level == "claim" else l0), messages, new))
+            _drop_cached(cev, lev, keep=needed_after[i])
         # the pair refers to itself (parent, child): free its columns now, not at
         # the cycle collector's next pass
         for level_ev in (cev, lev):
