@@ -32,7 +32,7 @@ from claims_engine.io.casting import (
     prefix_messages,
 )
 from claims_engine.io.dictionary import Codes, from_dictionary_column, without
-from claims_engine.io.pruning import proven_valid, unread_columns
+from claims_engine.io.pruning import proven_valid, unneeded
 from claims_engine.schema import CLAIM_COLUMNS, LINE_COLUMNS, Column
 
 SUFFIXES = (".parquet", ".arrow", ".csv")
@@ -194,6 +194,25 @@ def _codes(
     return out
 
 
+def _read_cast(
+    path: Path,
+    columns: tuple[Column, ...],
+    needed: Mapping[str, frozenset[str]] | None,
+    level: str,
+) -> tuple[pa.Table, CastTable]:
+    """One file read (without the unneeded columns its metadata proves valid) and cast."""
+    proven = proven_valid(path, columns)
+    skip: frozenset[str] = frozenset()
+    if needed is not None:
+        wanted = needed.get(level, frozenset())
+        if level == "line":  # kind and line_no label a bad line's message: always read
+            wanted = wanted | {"kind", "line_no"}
+        skip = unneeded(columns, proven, wanted)
+    raw = _read_present(path, columns, skip)
+    kept = [c for c in columns if c.name not in skip]
+    return raw, cast_table(raw, kept, path, BatchError, proven)
+
+
 def read_batch(path: Path, needed: Mapping[str, frozenset[str]] | None = None) -> Batch:
     """Read and cast a batch folder; see the module docstring for what raises.
 
@@ -212,35 +231,8 @@ def read_batch(path: Path, needed: Mapping[str, frozenset[str]] | None = None) -
     claims_file = _find_file(path, "claims")
     lines_file = _find_file(path, "lines")
 
-    skip_claims = (
-        frozenset()
-        if needed is None
-        else unread_columns(claims_file, CLAIM_COLUMNS, needed.get("claim", frozenset()))
-    )
-    skip_lines = (
-        frozenset()
-        if needed is None
-        # kind and line_no label a bad line's message: always read
-        else unread_columns(
-            lines_file, LINE_COLUMNS, needed.get("line", frozenset()) | {"kind", "line_no"}
-        )
-    )
-    raw_claims = _read_present(claims_file, CLAIM_COLUMNS, skip_claims)
-    claims = cast_table(
-        raw_claims,
-        [c for c in CLAIM_COLUMNS if c.name not in skip_claims],
-        claims_file,
-        BatchError,
-        proven_valid(claims_file, CLAIM_COLUMNS),
-    )
-    raw_lines = _read_present(lines_file, LINE_COLUMNS, skip_lines)
-    lines = cast_table(
-        raw_lines,
-        [c for c in LINE_COLUMNS if c.name not in skip_lines],
-        lines_file,
-        BatchError,
-        proven_valid(lines_file, LINE_COLUMNS),
-    )
+    raw_claims, claims = _read_cast(claims_file, CLAIM_COLUMNS, needed, "claim")
+    raw_lines, lines = _read_cast(lines_file, LINE_COLUMNS, needed, "line")
 
     claim_errors = join_messages(
         [claims.errors[c.name] for c in CLAIM_COLUMNS if c.name in claims.errors],

@@ -27,8 +27,15 @@ from claims_engine.schema import Column
 def unread_columns(path: Path, columns: Iterable[Column], needed: frozenset[str]) -> frozenset[str]:
     """Contract columns of a Parquet file that are unneeded and proven valid by metadata."""
     columns = list(columns)
+    return unneeded(columns, proven_valid(path, columns), needed)
+
+
+def unneeded(
+    columns: Iterable[Column], proven: frozenset[str], needed: frozenset[str]
+) -> frozenset[str]:
+    """Of the ``proven`` columns, those no one needs and that are no enumeration."""
     enums = {c.name for c in columns if c.enum is not None}
-    return frozenset(proven_valid(path, columns) - needed - enums)
+    return frozenset(proven - needed - enums)
 
 
 def proven_valid(path: Path, columns: Iterable[Column]) -> frozenset[str]:
