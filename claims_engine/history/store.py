@@ -87,7 +87,7 @@ from claims_engine.history.schema import (
     month_of,
     to_stored,
 )
-from claims_engine.io.output import os_message, read_pid, write_pid
+from claims_engine.io.output import fsync_dir, fsync_path, os_message, read_pid, write_pid
 from claims_engine.schema import CLAIMS_SCHEMA, LINES_SCHEMA
 
 __all__ = [
@@ -1066,7 +1066,7 @@ class _Writer:
                 directory = directory.parent
         folders.add(self.root)
         with ThreadPoolExecutor(max_workers=_THREADS) as pool:
-            list(pool.map(_fsync_dir, sorted(folders)))
+            list(pool.map(fsync_dir, sorted(folders)))
 
     def keep(self) -> None:
         self._kept = True
@@ -1113,20 +1113,7 @@ def _write_file(rows: pa.Table, path: Path) -> None:
         row_group_size=ROW_GROUP_ROWS,
         store_decimal_as_integer=True,
     )
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    fsync_path(path)
 
 
 def _stats_json(rows: pa.Table) -> str:

@@ -54,6 +54,8 @@ from claims_engine.errors import BatchError, ClaimsEngineError, OutputError
 __all__ = [
     "OUTPUT_FILE_NAMES",
     "content_hash",
+    "fsync_dir",
+    "fsync_path",
     "output_lock",
     "plain_schema",
     "plain_table",
@@ -258,7 +260,7 @@ def _rename_exchange(src: Path, dst: Path) -> None:
         raise OSError(err, os.strerror(err), os.fspath(src), None, os.fspath(dst))
 
 
-def _fsync_path(path: Path) -> None:
+def fsync_path(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -266,10 +268,10 @@ def _fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     # Some filesystems refuse fsync on a directory; durability there is best effort.
     with contextlib.suppress(OSError):
-        _fsync_path(path)
+        fsync_path(path)
 
 
 def _rmtree_quietly(path: Path) -> None:
@@ -302,7 +304,7 @@ def recover(out_dir: Path) -> Path | None:
             os.rename(newest, path)
         except OSError as exc:
             raise _output_error(path, exc) from None
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         return newest
 
 
@@ -395,7 +397,7 @@ def _write_table(table: pa.Table, target: Path) -> None:
         pq.ParquetWriter(sink, table.schema, **_parquet_options(table)) as writer,
     ):
         writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
-    _fsync_path(target)
+    fsync_path(target)
 
 
 def _stage(
@@ -419,7 +421,7 @@ def _stage(
     with ThreadPoolExecutor(max_workers=WRITERS) as pool:
         try:
             futures = [pool.submit(_write_table, tables[n], targets[n]) for n in names]
-            _fsync_dir(staging)
+            fsync_dir(staging)
             for future in futures:
                 future.result()
         except BaseException:
@@ -431,7 +433,7 @@ def _publish(staging: Path, out_dir: Path, existed: bool) -> None:
     """Make ``staging`` the output directory; the previous one is removed."""
     if not existed:
         os.rename(staging, out_dir)
-        _fsync_dir(out_dir.parent)
+        fsync_dir(out_dir.parent)
         return
     try:
         _rename_exchange(staging, out_dir)
@@ -439,7 +441,7 @@ def _publish(staging: Path, out_dir: Path, existed: bool) -> None:
         if exc.errno not in _EXCHANGE_UNSUPPORTED:
             raise
     else:
-        _fsync_dir(out_dir.parent)
+        fsync_dir(out_dir.parent)
         _rmtree_quietly(staging)  # now the old contents
         return
     old = _side_path(out_dir, "old")
@@ -450,7 +452,7 @@ def _publish(staging: Path, out_dir: Path, existed: bool) -> None:
         with contextlib.suppress(OSError):
             os.rename(old, out_dir)  # else recover() puts it back on the next run
         raise
-    _fsync_dir(out_dir.parent)
+    fsync_dir(out_dir.parent)
     _rmtree_quietly(old)
 
 
