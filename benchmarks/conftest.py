@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -36,3 +39,37 @@ def batch_folder(n_claims: int, seed: int = 2026, defect_rate: float = 0.02) -> 
 @pytest.fixture(scope="session")
 def big_claims() -> int:
     return int(os.environ.get("BENCH_CLAIMS", "1000000"))
+
+
+def adjudicate_command(batch: Path, out: Path, *extra: str) -> list[str]:
+    """`claims-engine adjudicate` of a batch against the bundled reference data."""
+    return [
+        sys.executable, "-m", "claims_engine.cli", "adjudicate", str(batch),
+        "--out", str(out), "--reference", str(REFERENCE), "--quiet", *extra,
+    ]  # fmt: skip
+
+
+def run_child(args: list[str], log: Path) -> tuple[float, float]:
+    """Run a child process; returns (wall seconds, peak RSS in MiB) of that child.
+
+    The peak is the child's own VmHWM, polled: ``ru_maxrss`` of a child counts the
+    parent's resident memory at the fork (this process may hold a big batch).
+    stdout and stderr go to ``log`` with suffixes .out and .err.
+    """
+    with log.with_suffix(".out").open("wb") as out, log.with_suffix(".err").open("wb") as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(args, stdout=out, stderr=err, cwd=ROOT)
+        peak_kib = 0
+        while proc.poll() is None:
+            try:
+                status_text = Path(f"/proc/{proc.pid}/status").read_text()
+            except OSError:
+                break
+            for line in status_text.splitlines():
+                if line.startswith("VmHWM:"):
+                    peak_kib = max(peak_kib, int(line.split()[1]))
+            time.sleep(0.02)
+        proc.wait()
+        wall = time.perf_counter() - t0
+    assert proc.returncode == 0, log.with_suffix(".err").read_text()
+    return wall, peak_kib / 1024

@@ -7,43 +7,21 @@ runs in a child process so its peak RSS is measured alone (RUSAGE_CHILDREN).
 from __future__ import annotations
 
 import json
-import resource
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
 
-from benchmarks.conftest import REFERENCE, batch_folder
+from benchmarks.conftest import REFERENCE, adjudicate_command, batch_folder, run_child
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _adjudicate(batch: Path, out: Path) -> dict[str, Any]:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "claims_engine.cli",
-            "adjudicate",
-            str(batch),
-            "--out",
-            str(out),
-            "--reference",
-            str(REFERENCE),
-            "--quiet",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    _, peak_mib = run_child(adjudicate_command(batch, out), out.parent / "adjudicate")
     summary: dict[str, Any] = json.loads((out / "summary.json").read_text())
-    summary["peak_rss_mib"] = round(max(peak_kib, before) / 1024, 1)
+    summary["peak_rss_mib"] = round(peak_mib, 1)
     return summary
 
 

@@ -2,7 +2,7 @@
 
 Run with `make bench` (BENCH_CLAIMS=100000 for a quicker run).  Both programs run
 in a child process of their own, so each one's wall time and peak RSS are its
-own (os.wait4 gives one child's resource usage):
+own (its peak VmHWM, polled by `conftest.run_child`):
 
 - the engine: `claims-engine adjudicate` (read, evaluate, adjudicate, write);
 - DuckDB: `python -m benchmarks.duckdb_baseline` (load the Parquet batch and the
@@ -23,16 +23,14 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
 
-from benchmarks.conftest import REFERENCE, batch_folder
+from benchmarks.conftest import REFERENCE, adjudicate_command, batch_folder, run_child
 from benchmarks.duckdb_baseline import CODES, compare_with_engine, read_engine_claims
 from claims_engine.fixtures.detection import detection_report
 from claims_engine.fixtures.generator import DEFECT_CODES, IMPLIED_CODES
@@ -42,78 +40,25 @@ RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _child(args: list[str], log: Path) -> tuple[float, float]:
-    """Run a child process; returns (wall seconds, peak RSS in MiB) of that child.
-
-    The peak is the child's own VmHWM, polled: ``ru_maxrss`` of a child counts the
-    parent's resident memory at the fork (this process may hold a big batch).
-    """
-    with (log.with_suffix(".out")).open("wb") as out, (log.with_suffix(".err")).open("wb") as err:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(args, stdout=out, stderr=err, cwd=ROOT)
-        peak_kib = 0
-        while proc.poll() is None:
-            try:
-                status_text = Path(f"/proc/{proc.pid}/status").read_text()
-            except OSError:
-                break
-            for line in status_text.splitlines():
-                if line.startswith("VmHWM:"):
-                    peak_kib = max(peak_kib, int(line.split()[1]))
-            time.sleep(0.02)
-        proc.wait()
-        wall = time.perf_counter() - t0
-    assert proc.returncode == 0, log.with_suffix(".err").read_text()
-    return wall, peak_kib / 1024
-
-
 @pytest.mark.parametrize("scale", ["big"])
 def test_engine_vs_duckdb(benchmark: Any, big_claims: int, tmp_path: Path, scale: str) -> None:
     batch = batch_folder(big_claims)
     lines = pq.ParquetFile(batch / "lines.parquet").metadata.num_rows
 
     engine_out, duck_out = tmp_path / "engine", tmp_path / "duckdb"
-    engine_wall, engine_rss = _child(
-        [
-            sys.executable,
-            "-m",
-            "claims_engine.cli",
-            "adjudicate",
-            str(batch),
-            "--out",
-            str(engine_out),
-            "--reference",
-            str(REFERENCE),
-            "--quiet",
-        ],
-        tmp_path / "engine",
-    )
+    engine_wall, engine_rss = run_child(adjudicate_command(batch, engine_out), tmp_path / "engine")
     summary = json.loads((engine_out / "summary.json").read_text())
     # like for like: the engine running only the rules the SQL has
     same_out = tmp_path / "engine-same"
-    same_wall, same_rss = _child(
-        [
-            sys.executable,
-            "-m",
-            "claims_engine.cli",
-            "adjudicate",
-            str(batch),
-            "--out",
-            str(same_out),
-            "--reference",
-            str(REFERENCE),
-            "--codes",
-            ",".join(CODES),
-            "--quiet",
-        ],
-        tmp_path / "engine-same",
+    same_wall, same_rss = run_child(
+        adjudicate_command(batch, same_out, "--codes", ",".join(CODES)), tmp_path / "engine-same"
     )
     same = json.loads((same_out / "summary.json").read_text())
 
     duck: dict[str, Any] = {}
 
     def once() -> None:
-        wall, rss = _child(
+        wall, rss = run_child(
             [
                 sys.executable,
                 "-m",
