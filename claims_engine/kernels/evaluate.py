@@ -78,28 +78,20 @@ class Context:
         return lvl
 
     def part(self, claims: tuple[int, int], lines: tuple[int, int]) -> Context:
-        """The same context for a range of claims and lines: computed values sliced,
-        the reference tables and level memo shared (both only grow)."""
+        """The same context for a range of claims and lines: computed values sliced."""
         bounds = {"claim": claims, "line": lines}
-        return Context(
-            self.derived,
-            self.lookups,
-            self.reference,
-            self.cacheable,
-            {k: V.rows(v, *bounds[k[0]]) for k, v in self.computed.items()},
-            self._levels,
-            self._ref_tables,
-            self._local,
-        )
+        return self._with({k: V.rows(v, *bounds[k[0]]) for k, v in self.computed.items()})
 
     def subset(self, claims: Array, lines: Array | None) -> Context:
         """The context at some claim rows (and line rows): computed values taken."""
-        rows = {"claim": claims, "line": lines}
-        computed = {}
-        for (level, name), v in self.computed.items():
-            at = rows[level]
-            if at is not None:
-                computed[(level, name)] = take(v, at)
+        rows = {"claim": claims} if lines is None else {"claim": claims, "line": lines}
+        return self._with(
+            {k: take(v, rows[k[0]]) for k, v in self.computed.items() if k[0] in rows}
+        )
+
+    def _with(self, computed: dict[tuple[str, str], Vec]) -> Context:
+        """This context with other computed values; the reference tables and memos
+        are shared (they only grow)."""
         return Context(
             self.derived,
             self.lookups,
