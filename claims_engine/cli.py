@@ -229,14 +229,10 @@ def demo(
 
 
 def demo_reference_dir() -> Path:
-    here = Path(__file__).resolve().parent
-    for candidate in (
-        here / "_bundled" / "fixtures" / "reference",
-        here.parent / "fixtures" / "reference",
-    ):
-        if candidate.is_dir():
-            return candidate
-    raise ReferenceDataError("the bundled demo reference data is missing from this installation")
+    """The bundled demo reference data, in a checkout or an installed package."""
+    from claims_engine.pack.testing import bundled_reference_dir
+
+    return bundled_reference_dir()
 
 
 @rules_app.command("check")

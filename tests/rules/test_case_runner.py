@@ -289,11 +289,12 @@ def test_cli_no_matching_test_exits_1(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "no tests match" in capsys.readouterr().err
 
 
-def test_bundled_reference_is_the_demo_reference() -> None:
-    from claims_engine.cli import demo_reference_dir
+def test_bundled_reference_is_found_in_a_checkout() -> None:
     from claims_engine.pack.testing import bundled_reference_dir
 
-    assert bundled_reference_dir() == demo_reference_dir()
+    found = bundled_reference_dir()
+    assert (found / "facilities.csv").is_file()
+    assert found.resolve() == (Path(__file__).resolve().parents[2] / "fixtures" / "reference")
 
 
 def test_zoned_timestamps_are_converted_by_the_reader(
