@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from claims_engine.io.dictionary import Codes
-from claims_engine.kernels import groups, lookup, window, window_eval
+from claims_engine.kernels import gather, groups, lookup, window, window_eval
 from claims_engine.kernels import values as V
 from claims_engine.kernels.columns import take_rows
 from claims_engine.kernels.values import Array, Vec
@@ -349,7 +349,7 @@ class Evaluator:
         if self.level == "line" and self.ctx.level_of(expr) == "claim":
             assert self.parent is not None and self.to_parent is not None
             rc, wc, size = self.parent._encode_key(ref_col, expr)
-            return rc, np.where(self.to_parent >= 0, wc[np.maximum(self.to_parent, 0)], -1), size
+            return rc, gather.take_or(wc, self.to_parent, -1), size
         if expr.type.kind == "str" and pa.types.is_string(ref_col.type):
             # encode the few distinct values, not every row (a line's item code
             # is hashed once per batch however many lookups and windows use it)
@@ -357,8 +357,7 @@ class Evaluator:
             ref_codes, word_codes, size = lookup.encode(ref_col, words)
             if len(words) == 0:  # every row null: nothing matches
                 return ref_codes, np.full(self.n, -1, dtype=np.int64), size
-            safe = np.maximum(indices, 0)
-            return ref_codes, np.where(indices >= 0, word_codes[safe], -1), size
+            return ref_codes, gather.take_or(word_codes, indices, -1), size
         arr = V.to_arrow(self.eval(expr), self.n)
         if ref_col.type != arr.type:
             arr = arr.cast(ref_col.type)
@@ -593,29 +592,26 @@ def null_vec(ty: t.Type) -> Vec:
 
 def take(v: Vec, idx: Array) -> Vec:
     """Rows ``idx`` of ``v``; -1 gives null (a line without claim, a failed lookup)."""
-    missing = idx < 0
-    safe = np.where(missing, 0, idx) if missing.any() else idx
     if v.is_arrow:
         if isinstance(v.data, pa.Scalar):
             return v
-        indices = pa.array(safe, mask=missing if missing.any() else None)
+        missing = idx < 0
+        any_missing = bool(missing.any())
+        indices = pa.array(
+            np.where(missing, 0, idx) if any_missing else idx, mask=missing if any_missing else None
+        )
         return Vec(v.type, v.data.take(indices))
     if v.is_scalar:
+        missing = idx < 0
         return (
             v
             if not missing.any()
             else Vec(v.type, v.data, ~missing & bool(np.all(V.valid_mask(v, 1))))
         )
-    if len(v.data) == 0:
-        return Vec(
-            v.type, np.zeros(len(idx), dtype=np.asarray(v.data).dtype), np.zeros(len(idx), bool)
-        )
-    data = np.asarray(v.data)[safe]
     valid = v.valid
-    if valid is not None:  # a 0-d mask (a constant's) applies to every row
-        valid = np.asarray(valid)[safe] if np.ndim(valid) else np.full(len(idx), bool(valid))
-    if missing.any():
-        valid = ~missing if valid is None else valid & ~missing
+    if valid is not None and not np.ndim(valid):  # a constant's 0-d mask: every row
+        valid = np.full(len(v.data), bool(valid))
+    data, valid = gather.take_valid(np.asarray(v.data), idx, valid)
     return Vec(v.type, data, valid)
 
 
@@ -663,7 +659,7 @@ def _arrow_rows(v: Vec, n: int) -> pa.Array:
 
 def _days(v: Vec) -> Array:
     d = np.asarray(v.data)
-    return d // SECONDS_PER_DAY if v.type.kind == "timestamp" else d
+    return V.floor_div(d, SECONDS_PER_DAY) if v.type.kind == "timestamp" else d
 
 
 # --- functions ------------------------------------------------------------------
@@ -739,10 +735,29 @@ def _minutes_between(ev: Evaluator, e: ir.Call) -> Vec:
 
 
 def _coalesce(ev: Evaluator, e: ir.Call) -> Vec:
-    vs = [ev._as_type(ev.eval(a), e.type) for a in e.args]
-    out = vs[-1]
-    for v in reversed(vs[:-1]):
-        out = _where(V.valid_mask(v, ev.n), v, out, ev.n)
+    """The first non-null argument; a later argument is read only where the ones
+    before it are null (date_of_service falls back to the admission day on the few
+    lines without ordered_at: 2% of the lines, not a broadcast to all of them)."""
+    out = ev._as_type(ev.eval(e.args[0]), e.type)
+    if out.is_arrow:  # strings: every argument whole, chosen row by row
+        vs = [out, *(ev._as_type(ev.eval(a), e.type) for a in e.args[1:])]
+        out = vs[-1]
+        for v in reversed(vs[:-1]):
+            out = _where(V.valid_mask(v, ev.n), v, out, ev.n)
+        return out
+    for arg in e.args[1:]:
+        missing = np.flatnonzero(~V.valid_mask(out, ev.n))
+        if len(missing) == 0:
+            break
+        fill = ev._as_type(ev.eval_rows(arg, missing), e.type)
+        data = np.array(V.full(out, ev.n), copy=True)
+        filled = V.full(fill, len(missing))
+        if data.dtype != filled.dtype:  # an exact (object) value on either side
+            data = data.astype(object)
+        data[missing] = filled
+        valid = np.array(V.valid_mask(out, ev.n), copy=True)
+        valid[missing] = V.valid_mask(fill, len(missing))
+        out = Vec(e.type, data, None if valid.all() else valid)
     return out
 
 

@@ -98,21 +98,66 @@ def decimal_to_scaled(arr: pa.Array) -> Array:
     return data
 
 
+def _bits(arr: pa.Array) -> Array:
+    """The validity bitmap of an array with nulls, one bool per row."""
+    bitmap = np.frombuffer(arr.buffers()[0], dtype=np.uint8)
+    return np.unpackbits(bitmap, bitorder="little")[arr.offset : arr.offset + len(arr)].view(bool)
+
+
+def _fixed_width(arr: pa.Array) -> Array | None:
+    """The value buffer of an integer, date or timestamp array, zero-copy (None for
+    other types)."""
+    at = arr.type
+    if pa.types.is_timestamp(at) or pa.types.is_date64(at):
+        dtype: Any = np.int64
+    elif pa.types.is_date32(at):
+        dtype = np.int32
+    elif pa.types.is_integer(at):
+        dtype = at.to_pandas_dtype()
+    else:
+        return None
+    return np.frombuffer(arr.buffers()[1], dtype=dtype)[arr.offset : arr.offset + len(arr)]
+
+
+def _from_chunks(col: pa.ChunkedArray, ty: t.Type) -> Vec:
+    """A chunked number/date column as one int64 array: each chunk's value buffer
+    copied once into place (no per-chunk fill_null, no second concatenation);
+    nulls hold 0."""
+    chunks = col.chunks
+    if any(_fixed_width(c) is None for c in chunks[:1]):  # decimals, booleans
+        parts = [from_arrow(c, ty) for c in chunks]
+        data = np.concatenate([np.asarray(p.data) for p in parts])
+        valid = None
+        if any(p.valid is not None for p in parts):
+            valid = np.concatenate(
+                [valid_mask(p, len(c)) for p, c in zip(parts, chunks, strict=True)]
+            )
+        return Vec(parts[0].type, data, valid)
+    data = np.empty(len(col), dtype=np.int64)
+    valid = np.ones(len(col), dtype=bool) if col.null_count else None
+    at = 0
+    for c in chunks:
+        values = _fixed_width(c)
+        assert values is not None
+        end = at + len(c)
+        data[at:end] = values
+        if c.null_count:
+            assert valid is not None
+            ok = _bits(c)
+            valid[at:end] = ok
+            data[at:end][~ok] = 0
+        at = end
+    return Vec(ty, data, valid)
+
+
 def from_arrow(arr: pa.Array | pa.ChunkedArray, ty: t.Type | None = None) -> Vec:
     if isinstance(arr, pa.ChunkedArray):
         if arr.num_chunks == 1:
             arr = arr.chunk(0)
         elif t.from_arrow(arr.type).kind in ("str", "list_str") or arr.num_chunks == 0:
             arr = arr.combine_chunks()
-        else:  # numbers and dates: convert chunk by chunk into one numpy array
-            parts = [from_arrow(c, ty) for c in arr.chunks]
-            data = np.concatenate([np.asarray(p.data) for p in parts])
-            valid = None
-            if any(p.valid is not None for p in parts):
-                valid = np.concatenate(
-                    [valid_mask(p, len(c)) for p, c in zip(parts, arr.chunks, strict=True)]
-                )
-            return Vec(parts[0].type, data, valid)
+        else:  # numbers and dates: chunk by chunk into one numpy array
+            return _from_chunks(arr, ty or t.from_arrow(arr.type))
     ty = ty or t.from_arrow(arr.type)
     at = arr.type
     if ty.kind in ("str", "list_str"):
@@ -263,6 +308,47 @@ def mul(a: Array, b: Array) -> Array:
             return np.asarray(out).reshape(shape)
     x, y = _exact(a, b)
     return np.asarray(x * y)
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _floor_div(a: Array, k: int, out: Array) -> None:  # pragma: no cover
+    for i in numba.prange(a.shape[0]):
+        out[i] = a[i] // k  # numba keeps Python's floor semantics for negatives
+
+
+def floor_div(a: Array, k: int) -> Array:
+    """``a // k`` for a positive constant ``k`` (timestamps to days), in parallel."""
+    a = np.asarray(a)
+    if a.ndim != 1 or a.dtype != np.int64 or a.shape[0] < 65_536:
+        return np.asarray(a // k)
+    out = np.empty(a.shape[0], dtype=np.int64)
+    _floor_div(a, k, out)
+    return out
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _bounds(a: Array, valid: Array, has_valid: bool) -> tuple[Any, Any, int]:  # pragma: no cover
+    lo: Any = np.iinfo(np.int64).max
+    hi: Any = np.iinfo(np.int64).min
+    seen = 0
+    for i in numba.prange(a.shape[0]):
+        if not has_valid or valid[i]:
+            x = np.int64(a[i])
+            lo = min(lo, x)
+            hi = max(hi, x)
+            seen += 1
+    return lo, hi, seen
+
+
+def bounds(a: Array, valid: Array | None) -> tuple[int, int] | None:
+    """The smallest and largest valid value of an integer array (None: no valid row)."""
+    a = np.asarray(a)
+    if a.dtype.kind not in "iu" or a.ndim != 1:
+        present = a if valid is None else a[valid]
+        return (int(present.min()), int(present.max())) if len(present) else None
+    mask = valid if valid is not None else np.ones(1, dtype=bool)
+    lo, hi, seen = _bounds(a, mask, valid is not None)
+    return (int(lo), int(hi)) if seen else None
 
 
 def add(a: Array, b: Array) -> Array:

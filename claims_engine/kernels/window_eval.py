@@ -234,10 +234,10 @@ def codes_at(ev: Evaluator, e: ir.Expr, rows: Array | None, ordered: bool = Fals
     if len(data) == 0:
         return _EMPTY, 1, valid
     every = bool(valid.all())
-    present = data if every else data[valid]
-    if len(present) == 0:
+    span = V.bounds(data, None if every else valid)
+    if span is None:
         return np.zeros(len(data), dtype=np.int64), 1, valid
-    low, high = int(present.min()), int(present.max())
+    low, high = span
     codes = data - low if every else np.where(valid, data - low, 0)
     return codes, high - low + 1, valid
 
@@ -517,10 +517,10 @@ def line_field(
         return (codes, 0, card), None if valid.all() else valid
     data, valid = values_at(ev, e, rows)
     every = bool(valid.all())
-    present = data if every else data[valid]
-    if len(present) == 0:
+    span = V.bounds(data, None if every else valid)
+    if span is None:
         return (np.zeros(len(data), dtype=np.int64), 0, 1), None if every else valid
-    low, high = int(present.min()), int(present.max())
+    low, high = span
     return (data, low, high - low + 1), None if every else valid
 
 
