@@ -16,8 +16,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from claims_engine.io.dictionary import Codes
+from claims_engine.io.dictionary import Codes, from_dictionary_column
 from claims_engine.kernels import columns, groups
+from claims_engine.kernels import values as V
 from claims_engine.kernels.values import Array
 
 
@@ -182,13 +183,11 @@ def _repeated_line_numbers(
     n = lines.num_rows
     if n == 0:
         return np.zeros(0, dtype=bool)
-    if kind_codes is not None:  # the kind of each distinct word, then per line
-        per_word = pc.index_in(kind_codes.words, value_set=_KINDS).fill_null(3).to_numpy()
-        kind_code = np.append(np.asarray(per_word, dtype=np.int64), 3)[kind_codes.indices]
-    else:
-        kind = pc.index_in(lines.column("kind"), value_set=_KINDS)
-        kind_code = kind.fill_null(3).to_numpy().astype(np.int64)
-    line_no = columns.array(lines, "line_no")
-    no = line_no.cast(pa.int64()).fill_null(-(2**31)).to_numpy() + 2**31
-    key = np.where(line_no.is_valid().to_numpy(zero_copy_only=False), kind_code * 2**33 + no, -1)
+    if kind_codes is None:
+        kind_codes = from_dictionary_column(pc.dictionary_encode(columns.array(lines, "kind")))
+        assert kind_codes is not None
+    # the kind of each distinct word (3: null or not a kind), then per line in the key
+    per_word = pc.index_in(kind_codes.words, value_set=_KINDS).fill_null(3).to_numpy()
+    line_no = V.from_arrow(lines.column("line_no"))
+    key = groups.kind_number_keys(kind_codes.indices, per_word, 3, line_no.data, line_no.valid)
     return groups.repeated_keys(claim_row, key, n_claims)

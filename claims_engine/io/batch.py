@@ -137,27 +137,33 @@ def _find_file(folder: Path, base: str) -> Path:
     return found[0]
 
 
-def _line_labels(raw: pa.Table, cast: CastTable, rows: pa.Array) -> pa.ChunkedArray:
-    """``line drug #3: `` per row: the cast kind/line_no, or their raw text if bad.
-
-    Built only for ``rows`` (the lines that have a bad value) and null elsewhere:
-    a batch with a few bad lines must not pay for labelling millions of good ones.
-    """
+def _line_labels(raw: pa.Table, cast: CastTable, rows: pa.Array) -> pa.Array:
+    """``line drug #3: `` for each of ``rows``: the cast kind/line_no, or their raw
+    text if bad.  Only the lines with a bad value are labelled: a batch with a few
+    bad lines must not pay for labelling millions of good ones."""
     parts = []
     for name in ("kind", "line_no"):
         good = cast.table.column(name).take(rows).cast(pa.string())
         raw_text = display_text(raw.column(name).take(rows)) if name in raw.column_names else good
         parts.append(pc.coalesce(good, raw_text, pa.scalar("?")))
     labels = pc.binary_join_element_wise("line ", parts[0], " #", parts[1], ": ", "")
-    mask = np.zeros(raw.num_rows, dtype=bool)
-    mask[rows.to_numpy()] = True
-    return pa.chunked_array(
-        [
-            pc.replace_with_mask(
-                pa.nulls(raw.num_rows, pa.string()), pa.array(mask), labels.combine_chunks()
-            )
-        ]
-    )
+    return labels.combine_chunks() if isinstance(labels, pa.ChunkedArray) else labels
+
+
+def _line_messages(raw: pa.Table, cast: CastTable) -> pa.Array:
+    """One message per line (null for a good line), each naming its line; built on
+    the bad lines only, then spread over all lines."""
+    n = raw.num_rows
+    bad_columns = [e for e in cast.errors.values() if e.null_count < len(e)]
+    if not bad_columns:
+        return pa.nulls(n, pa.string())
+    bad = np.zeros(n, dtype=bool)
+    for e in bad_columns:
+        bad |= pc.is_valid(e).to_numpy(zero_copy_only=False)
+    rows = pa.array(np.flatnonzero(bad))
+    labels = _line_labels(raw, cast, rows)
+    joined = join_messages([prefix_messages(e.take(rows), labels) for e in bad_columns], len(rows))
+    return pc.replace_with_mask(pa.nulls(n, pa.string()), pa.array(bad), joined)
 
 
 def _read_present(path: Path, columns: tuple[Column, ...], skip: frozenset[str]) -> pa.Table:
@@ -213,6 +219,18 @@ def _read_cast(
     return raw, cast_table(raw, kept, path, BatchError, proven)
 
 
+def batch_files(path: Path) -> tuple[Path, Path]:
+    """The claims and lines files of a batch folder (BatchError if there are none)."""
+    path = Path(path)
+    if path.suffix.lower() == ".xml":
+        raise BatchError(f"{path}: {XML_NOT_SUPPORTED}")
+    if not path.exists():
+        raise BatchError(f"{path}: batch folder does not exist")
+    if not path.is_dir():
+        raise BatchError(f"{path}: a batch is a folder holding claims and lines files")
+    return _find_file(path, "claims"), _find_file(path, "lines")
+
+
 def read_batch(path: Path, needed: Mapping[str, frozenset[str]] | None = None) -> Batch:
     """Read and cast a batch folder; see the module docstring for what raises.
 
@@ -221,15 +239,7 @@ def read_batch(path: Path, needed: Mapping[str, frozenset[str]] | None = None) -
     outside it whose validity the file's metadata proves are left unread and are
     absent from the returned tables (see io/pruning.py).
     """
-    path = Path(path)
-    if path.suffix.lower() == ".xml":
-        raise BatchError(f"{path}: {XML_NOT_SUPPORTED}")
-    if not path.exists():
-        raise BatchError(f"{path}: batch folder does not exist")
-    if not path.is_dir():
-        raise BatchError(f"{path}: a batch is a folder holding claims and lines files")
-    claims_file = _find_file(path, "claims")
-    lines_file = _find_file(path, "lines")
+    claims_file, lines_file = batch_files(path)
 
     raw_claims, claims = _read_cast(claims_file, CLAIM_COLUMNS, needed, "claim")
     raw_lines, lines = _read_cast(lines_file, LINE_COLUMNS, needed, "line")
@@ -238,14 +248,7 @@ def read_batch(path: Path, needed: Mapping[str, frozenset[str]] | None = None) -
         [claims.errors[c.name] for c in CLAIM_COLUMNS if c.name in claims.errors],
         raw_claims.num_rows,
     )
-    bad_line_columns = [e for e in lines.errors.values() if e.null_count < len(e)]
-    if bad_line_columns:
-        bad = np.zeros(raw_lines.num_rows, dtype=bool)
-        for e in bad_line_columns:
-            bad |= pc.is_valid(e).to_numpy(zero_copy_only=False)
-        labels = _line_labels(raw_lines, lines, pa.array(np.flatnonzero(bad)))
-        bad_line_columns = [prefix_messages(e, labels) for e in bad_line_columns]
-    line_errors = join_messages(bad_line_columns, raw_lines.num_rows)
+    line_errors = _line_messages(raw_lines, lines)
     return Batch(
         claims=claims.table,
         lines=lines.table,

@@ -492,6 +492,33 @@ def _timestamp_from_text(text: Chunked, column: Column, shown: Shown) -> tuple[C
     return parsed, errors
 
 
+_PER_SECOND = {"ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+
+
+def _whole_seconds(data: Chunked) -> Chunked:
+    """A naive ms/us/ns timestamp column as timestamp[s], floored.
+
+    One integer division over each chunk's value buffer; the validity bitmap is
+    shared, not rebuilt (Arrow's checked cast costs several passes per column).
+    """
+    per_second = _PER_SECOND[data.type.unit]
+    chunks = []
+    for chunk in data.chunks:
+        if chunk.buffers()[1] is None:  # empty, or all null without a value buffer
+            chunks.append(pa.nulls(len(chunk), pa.timestamp("s")))
+            continue
+        end = chunk.offset + len(chunk)
+        ticks = np.frombuffer(chunk.buffers()[1], dtype=np.int64)[:end]
+        seconds = pa.py_buffer(np.floor_divide(ticks, per_second))
+        validity = chunk.buffers()[0] if chunk.null_count else None
+        chunks.append(
+            pa.Array.from_buffers(
+                pa.timestamp("s"), len(chunk), [validity, seconds], chunk.null_count, chunk.offset
+            )
+        )
+    return pa.chunked_array(chunks, pa.timestamp("s"))
+
+
 def _to_timestamp(data: Chunked, column: Column, shown: Shown) -> tuple[Chunked, Chunked]:
     type_ = data.type
     if pa.types.is_timestamp(type_):
@@ -499,12 +526,9 @@ def _to_timestamp(data: Chunked, column: Column, shown: Shown) -> tuple[Chunked,
             data = _to_local_naive(data)  # zoned: to Vietnam local time, then naive
         if type_.unit != "s":
             # Finer units (ms/us/ns; Parquet has no seconds unit, so timestamp[s]
-            # comes back as ms) are truncated to whole seconds.  Whole seconds take
-            # the cheap checked cast; otherwise floor, so pre-1970 values round down.
-            try:
-                data = data.cast(pa.timestamp("s"))
-            except pa.ArrowInvalid:
-                data = pc.floor_temporal(data, unit="second").cast(pa.timestamp("s"))
+            # comes back as ms) are truncated to whole seconds: floor, so pre-1970
+            # values round down.
+            data = _whole_seconds(data)
         return data, _nulls(len(data))
     if pa.types.is_date(type_):
         return data.cast(pa.timestamp("s")), _nulls(len(data))

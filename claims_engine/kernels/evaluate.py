@@ -300,7 +300,7 @@ class Evaluator:
         ref_from = lookup.dates_of(ref, "valid_from", lookup.NO_DATE_LOW)
         ref_to = lookup.dates_of(ref, "valid_to", lookup.NO_DATE_HIGH)
         as_of = self.eval(lk.as_of)
-        row_date = np.ascontiguousarray(V.full(as_of, self.n)).astype(np.int64)
+        row_date = np.ascontiguousarray(V.full(as_of, self.n), dtype=np.int64)
         row_ok = np.ascontiguousarray(V.valid_mask(as_of, self.n))
 
         encoded: dict[tuple[str, ir.Expr], tuple[Array, Array, int]] = {}

@@ -122,6 +122,37 @@ def _repeats_in_runs(
     return out, True
 
 
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _kind_number_keys(
+    kind_index: Array, kind_of_word: Array, null_kind: int, number: Array, valid: Array, out: Array
+) -> None:  # pragma: no cover
+    for i in numba.prange(kind_index.shape[0]):
+        w = kind_index[i]
+        kind = kind_of_word[w] if w >= 0 else null_kind
+        out[i] = kind * 2**33 + number[i] + 2**31 if valid[i] else -1
+
+
+def kind_number_keys(
+    kind_index: Array, kind_of_word: Array, null_kind: int, number: Array, valid: Array | None
+) -> Array:
+    """One key per line of (kind, line_no), -1 where line_no is null.
+
+    ``kind_index``: each line's kind word (-1: null kind, coded ``null_kind``);
+    ``kind_of_word``: each word's kind code (small); ``number``: an int32 line_no,
+    so the pair fits one int64.
+    """
+    out = np.empty(len(kind_index), dtype=np.int64)
+    _kind_number_keys(
+        np.ascontiguousarray(kind_index),
+        np.ascontiguousarray(kind_of_word, dtype=np.int64),
+        null_kind,
+        np.ascontiguousarray(number, dtype=np.int64),
+        np.ones(len(number), dtype=bool) if valid is None else np.ascontiguousarray(valid),
+        out,
+    )
+    return out
+
+
 def repeated_keys(group: Array, key: Array, n_groups: int) -> Array:
     """Rows whose non-negative ``key`` another row of the same group (>= 0) also has.
 

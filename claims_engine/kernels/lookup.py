@@ -229,7 +229,7 @@ def asof_match_codes(
             ref_from[order],
             ref_to[order],
             ref_rows[order],
-            np.zeros(0, dtype=np.int64) if prior is None else prior.astype(np.int64),
+            np.zeros(0, dtype=np.int64) if prior is None else prior.astype(np.int64, copy=False),
         )
     )
 

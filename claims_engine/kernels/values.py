@@ -124,7 +124,9 @@ def _from_chunks(col: pa.ChunkedArray, ty: t.Type) -> Vec:
     copied once into place (no per-chunk fill_null, no second concatenation);
     nulls hold 0."""
     chunks = col.chunks
-    if any(_fixed_width(c) is None for c in chunks[:1]):  # decimals, booleans
+    if pa.types.is_decimal(col.type) and col.type.precision <= 18:
+        return _decimals_from_chunks(col, ty)
+    if any(_fixed_width(c) is None for c in chunks[:1]):  # booleans
         parts = [from_arrow(c, ty) for c in chunks]
         data = np.concatenate([np.asarray(p.data) for p in parts])
         valid = None
@@ -141,6 +143,26 @@ def _from_chunks(col: pa.ChunkedArray, ty: t.Type) -> Vec:
         assert values is not None
         end = at + len(c)
         data[at:end] = values
+        if c.null_count:
+            assert valid is not None
+            ok = _bits(c)
+            valid[at:end] = ok
+            data[at:end][~ok] = 0
+        at = end
+    return Vec(ty, data, valid)
+
+
+def _decimals_from_chunks(col: pa.ChunkedArray, ty: t.Type) -> Vec:
+    """A chunked decimal column (p <= 18) as scaled int64: each chunk's low words
+    copied into place (see ``decimal_to_scaled``); nulls hold 0."""
+    data = np.empty(len(col), dtype=np.int64)
+    valid = np.ones(len(col), dtype=bool) if col.null_count else None
+    at = 0
+    for c in col.chunks:
+        end = at + len(c)
+        if len(c):
+            words = np.frombuffer(c.buffers()[1], dtype=np.int64)
+            data[at:end] = words[2 * c.offset : 2 * (c.offset + len(c)) : 2]
         if c.null_count:
             assert valid is not None
             ok = _bits(c)
@@ -245,13 +267,11 @@ def _exact(*arrays: Array) -> list[Array]:
     return [a.astype(object) if a.dtype != object else a for a in arrays]
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, parallel=True)
 def _max_abs(a: Array) -> float:  # pragma: no cover
     m = 0.0
-    for i in range(a.shape[0]):
-        v = abs(float(a[i]))
-        if v > m:
-            m = v
+    for i in numba.prange(a.shape[0]):
+        m = max(m, abs(float(a[i])))
     return m
 
 
@@ -277,18 +297,22 @@ def _may_overflow(a: Array, b: Array) -> bool:
     return _magnitude(a) * _magnitude(b) >= INT64_SAFE
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, parallel=True)
 def _mul_checked(a: Array, b: Array) -> tuple[Array, bool]:  # pragma: no cover
     """a * b in int64, and whether every product fit (checked row by row in float)."""
     n = max(a.shape[0], b.shape[0])
     out = np.empty(n, dtype=np.int64)
-    sa, sb = a.shape[0] > 1, b.shape[0] > 1
-    for i in range(n):
-        x, y = a[i if sa else 0], b[i if sb else 0]
+    # a one-row side broadcasts: its stride is 0
+    da = np.int64(1) if a.shape[0] > 1 else np.int64(0)
+    db = np.int64(1) if b.shape[0] > 1 else np.int64(0)
+    too_big = 0
+    for i in numba.prange(n):
+        x, y = a[i * da], b[i * db]
         if abs(float(x) * float(y)) >= INT64_SAFE:
-            return out, False
-        out[i] = x * y
-    return out, True
+            too_big += 1
+        else:
+            out[i] = x * y
+    return out, too_big == 0
 
 
 def mul(a: Array, b: Array) -> Array:
