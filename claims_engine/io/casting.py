@@ -507,13 +507,19 @@ def _whole_seconds(data: Chunked) -> Chunked:
         if chunk.buffers()[1] is None:  # empty, or all null without a value buffer
             chunks.append(pa.nulls(len(chunk), pa.timestamp("s")))
             continue
-        end = chunk.offset + len(chunk)
-        ticks = np.frombuffer(chunk.buffers()[1], dtype=np.int64)[:end]
+        # chunks of one row group slice one buffer: convert this chunk's rows only
+        ticks = np.frombuffer(chunk.buffers()[1], dtype=np.int64)
+        ticks = ticks[chunk.offset : chunk.offset + len(chunk)]
         seconds = pa.py_buffer(np.floor_divide(ticks, per_second))
-        validity = chunk.buffers()[0] if chunk.null_count else None
+        validity = None
+        if chunk.null_count:  # a bitmap of its own, starting at this chunk's first row
+            flags = chunk.is_valid()
+            if flags.offset:
+                flags = pa.array(flags.to_numpy(zero_copy_only=False), pa.bool_())
+            validity = flags.buffers()[1]
         chunks.append(
             pa.Array.from_buffers(
-                pa.timestamp("s"), len(chunk), [validity, seconds], chunk.null_count, chunk.offset
+                pa.timestamp("s"), len(chunk), [validity, seconds], chunk.null_count
             )
         )
     return pa.chunked_array(chunks, pa.timestamp("s"))

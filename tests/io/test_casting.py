@@ -210,6 +210,20 @@ def test_finer_units_are_truncated_to_seconds() -> None:
     assert errors == [None, None]
 
 
+def test_chunks_sliced_from_one_buffer_keep_their_own_rows_and_nulls() -> None:
+    """Parquet hands back chunks that slice one buffer at odd offsets; each chunk is
+    converted from its own rows, with its own nulls."""
+    ms = [None if i % 7 == 3 else (i - 20) * 1_250 for i in range(50)]
+    whole = pa.array(ms, pa.timestamp("ms"))
+    chunked = pa.chunked_array([whole.slice(0, 13), whole.slice(13, 20), whole.slice(33)])
+    cast_values = cast_column(chunked, CLAIM["admitted_at"]).values
+    assert cast_values.to_pylist() == [
+        None if v is None else dt.datetime(1970, 1, 1) + dt.timedelta(seconds=v // 1_000)
+        for v in ms
+    ]
+    cast_values.validate(full=True)
+
+
 # --- strings and lists -----------------------------------------------------------------
 
 
