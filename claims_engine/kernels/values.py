@@ -100,8 +100,11 @@ def decimal_to_scaled(arr: pa.Array) -> Array:
 
 def _bits(arr: pa.Array) -> Array:
     """The validity bitmap of an array with nulls, one bool per row."""
+    # only this array's bytes: chunks of a row group share one bitmap
+    first, skip = divmod(arr.offset, 8)
     bitmap = np.frombuffer(arr.buffers()[0], dtype=np.uint8)
-    return np.unpackbits(bitmap, bitorder="little")[arr.offset : arr.offset + len(arr)].view(bool)
+    bitmap = bitmap[first : first + (skip + len(arr) + 7) // 8]
+    return np.unpackbits(bitmap, bitorder="little")[skip : skip + len(arr)].view(bool)
 
 
 def _fixed_width(arr: pa.Array) -> Array | None:

@@ -97,3 +97,13 @@ def test_chunked_numbers_keep_values_and_nulls() -> None:
     days = pa.chunked_array([pa.array([0, 1], pa.date32()), pa.array([None], pa.date32())])
     d = V.from_arrow(days)
     assert d.data.tolist() == [0, 1, 0] and d.valid is not None and d.valid.tolist() == [1, 1, 0]
+
+
+@pytest.mark.parametrize("arrow_type", [pa.int64(), pa.int32(), pa.timestamp("s")])
+def test_chunks_slicing_one_buffer_read_their_own_rows(arrow_type: pa.DataType) -> None:
+    """Parquet chunks of a row group slice one buffer (and one bitmap) at odd offsets."""
+    values = [None if i % 5 == 2 else i for i in range(100)]
+    whole = pa.array(values, pa.int64()).cast(arrow_type)
+    v = V.from_arrow(pa.chunked_array([whole.slice(0, 13), whole.slice(13, 30), whole.slice(43)]))
+    assert v.valid is not None and v.valid.tolist() == [x is not None for x in values]
+    assert v.data.tolist() == [x or 0 for x in values]
