@@ -80,6 +80,9 @@ class Outcome:
     claim_fund: Array
     claim_benefit_rate: Vec | None
     timings: dict[str, float] = field(default_factory=dict)
+    # seconds per rule id, for the rules evaluated on the whole batch (card-holder
+    # rules, later stages); row rules run interleaved in parts and are not apart
+    rule_seconds: dict[str, float] = field(default_factory=dict)
 
 
 Progress = Callable[[str], None]
@@ -188,6 +191,7 @@ class _Run:
         self.claims, self.lines = batch.claims, batch.lines
         self.progress = progress
         self.timings: dict[str, float] = {}
+        self.rule_seconds: dict[str, float] = {}
         t0 = time.perf_counter()
         self.intake = check_structure(
             batch.claims,
@@ -297,6 +301,7 @@ class _Run:
             # time per kind of rule: window (card-holder) rules apart from row rules
             kind = "rules.window" if _has_window(rule) else "rules.row"
             self.timings[kind] = self.timings.get(kind, 0.0) + time.perf_counter() - started
+            self.rule_seconds[rule.id] = time.perf_counter() - started
             # a window's sort serves one rule: free it (~100 MB per 8M lines); the
             # claim ranks (8 MB per million claims) serve the next card-holder rule
             self.ev(rule.level).windows.clear()
@@ -501,6 +506,7 @@ class _Run:
             V.narrow(claim_fund),
             rate,
             self.timings,
+            self.rule_seconds,
         )
 
     def _release(self, keep: tuple[str, ...]) -> None:

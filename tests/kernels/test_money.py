@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from claims_engine.kernels import money
 from claims_engine.kernels import values as V
@@ -169,3 +171,30 @@ def test_a_product_that_overflows_goes_exact() -> None:
     out = V.mul(q, p)
     assert out.dtype == object
     assert out.tolist() == [9_999_999_999 * 999_999_999_999_999, 1]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(-(10**12), 10**12),  # quantity, 3 decimals
+            st.integers(-(10**15), 10**15),  # price, 3 decimals
+            st.integers(0, 100),
+            st.integers(0, 100),
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_product_rounded_matches_decimal_arithmetic(rows: list[tuple[int, int, int, int]]) -> None:
+    """One pass in numba for the rows that fit int64, Python integers for the rest:
+    every row equals Decimal arithmetic rounded half away from zero."""
+    q, p, sr, cr = (np.array(col, dtype=np.int64) for col in zip(*rows, strict=True))
+    out = money.product_rounded([(q, 3), (p, 3), (sr, 0), (cr, 0)], 4, 2)
+    with localcontext() as ctx:
+        ctx.prec = 80  # products reach 10**31: no rounding before the quantize
+        for i, (qi, pi, si, ci) in enumerate(rows):
+            exact = Decimal(qi).scaleb(-3) * Decimal(pi).scaleb(-3) * si * ci / Decimal(10_000)
+            sign = -1 if exact < 0 else 1
+            want = sign * abs(exact).quantize(CENT, rounding=ROUND_HALF_UP)
+            assert Decimal(int(out[i])).scaleb(-2) == want
