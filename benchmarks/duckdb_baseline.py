@@ -17,13 +17,25 @@ engineer would write it in SQL, independently of the engine's code:
 - money (section 6): eligible per line at the ceiling and the catalogue's
   coverage rate, the benefit rate (card digit; commune, low-cost and exemption
   raises; self-referred multipliers with the 2021-01-01 cut-over), fund_pays per
-  line and claim, BENEFIT_RATE_MISMATCH and HIGH_COST on claims not rejected.
+  line and claim, BENEFIT_RATE_MISMATCH and HIGH_COST on claims not rejected;
+- the card holder (the last 10 characters of card_no; contract section 5), over
+  the claims and lines that are not MALFORMED, "earlier" by (admitted_at,
+  claim_id), window functions over this batch (no history): DUPLICATE_CLAIM (same
+  holder, facility and admitted_at as an earlier claim), DUPLICATE_LINE (same
+  holder, item, date of service and facility as a line of an earlier claim; a
+  rejected line, which rejects its claim only when every line is rejected) and
+  OVERLAPPING_STAY (an inpatient stay admitted before the latest discharge of the
+  holder's earlier inpatient stays; a flag).  The duplicate windows (rank() > 1)
+  only see the keys that more than one row shares (a GROUP BY ... HAVING count(*)
+  > 1 first): ranking every claim and line costs about twice as much.
 
 Money is DECIMAL all the way (DuckDB would turn a decimal division into DOUBLE,
 so there is none: "/ 100" is "* 0.01"); ROUND on a DECIMAL rounds half away from
 zero, which is half up for the non-negative amounts here.
 
-Card-holder rules (DUPLICATE_*, OVERLAPPING_STAY, FREQUENCY_LIMIT) are not here.
+FREQUENCY_LIMIT (a card-holder rule over a sliding window of days and the optional
+`frequency_limits` table) is not here, nor the pack's other rules (amounts, stay,
+diagnosis conflicts).
 
 `run(batch, reference)` loads the tables (timed as "load"), evaluates (timed as
 "query": the data already in DuckDB tables) and returns one row per claim:
@@ -46,6 +58,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -66,6 +79,9 @@ CODES = (
     "ITEM_NOT_IN_CATALOGUE",
     "PRICE_ABOVE_CEILING",
     "COVERAGE_RATE_MISMATCH",
+    "DUPLICATE_CLAIM",
+    "DUPLICATE_LINE",
+    "OVERLAPPING_STAY",
     "BENEFIT_RATE_MISMATCH",
     "HIGH_COST",
 )
@@ -231,6 +247,7 @@ QUERIES = [
                cl.card_valid_from, cl.card_valid_to, cl.copay_exempt_from,
                cl.admitted_at, cl.inpatient_at, cl.discharged_at,
                cl.visit_type IN (3, 4) AS inpatient,
+               right(cl.card_no, 10) AS holder,
                CAST(cl.admitted_at AS DATE) AS adm_day,
                regexp_full_match(cl.card_no, '[A-Z]{{2}}[1-5][0-9]{{2}}[0-9]{{10}}') AS card_ok
         FROM claims cl ANTI JOIN bad_claims USING (claim_id)
@@ -245,9 +262,30 @@ QUERIES = [
         FROM (SELECT DISTINCT facility_id, adm_day FROM base) b
         JOIN ref_facilities f ON f.facility_id = b.facility_id AND {_valid("f", "b.adm_day")}
         GROUP BY b.facility_id, b.adm_day
+    ), shared AS (  -- (holder, facility, admission time) of several claims
+        SELECT holder, facility_id, admitted_at FROM base
+        WHERE holder IS NOT NULL AND facility_id IS NOT NULL AND admitted_at IS NOT NULL
+        GROUP BY ALL HAVING count(*) > 1
+    ), duplicates AS (  -- DUPLICATE_CLAIM: such a claim is earlier (by claim_id here)
+        SELECT claim_id FROM (
+            SELECT claim_id, rank() OVER (PARTITION BY holder, facility_id, admitted_at
+                                         ORDER BY claim_id) AS earlier
+            FROM base SEMI JOIN shared USING (holder, facility_id, admitted_at))
+        WHERE earlier > 1
+    ), stays AS (  -- OVERLAPPING_STAY: admitted before the latest discharge of the
+        -- holder's earlier inpatient stays.  (admitted_at, claim_id) is unique (a
+        -- claim_id on several rows is MALFORMED): the rows before are the earlier ones.
+        SELECT claim_id,
+               admitted_at < max(discharged_at) OVER (
+                   PARTITION BY holder ORDER BY admitted_at, claim_id
+                   ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS overlapping
+        FROM base WHERE inpatient AND holder IS NOT NULL
     )
-    SELECT base.*, days.salary, levels.level
+    SELECT base.*, days.salary, levels.level,
+           d.claim_id IS NOT NULL AS duplicate,
+           COALESCE(stays.overlapping, false) AS overlapping
     FROM base LEFT JOIN days USING (adm_day) LEFT JOIN levels USING (facility_id, adm_day)
+    LEFT JOIN stays USING (claim_id) LEFT JOIN duplicates d USING (claim_id)
     """,
     # --- lines: date of service, catalogue row, what the line rules see -------------
     f"""
@@ -256,6 +294,7 @@ QUERIES = [
         SELECT li.rowid AS lid, li.claim_id, li.kind, li.item_code, li.quantity,
                li.unit_price, li.service_rate, li.coverage_rate, li.benefit_rate,
                li.ordered_at, c.facility_id, c.adm_day, c.discharged_at,
+               c.holder, c.admitted_at,
                COALESCE(CAST(li.ordered_at AS DATE), c.adm_day) AS dos
         FROM lines li JOIN c USING (claim_id)
     ), best AS (  -- the catalogue row that applies: facility first, latest valid_from
@@ -265,6 +304,18 @@ QUERIES = [
          AND (k.facility_id IS NULL OR k.facility_id = l.facility_id)
          AND {_valid("k", "l.dos")}
         GROUP BY l.lid
+    ), shared AS (  -- (holder, item, day of service, facility) of several lines
+        SELECT holder, item_code, dos, facility_id FROM l
+        WHERE holder IS NOT NULL AND item_code IS NOT NULL AND dos IS NOT NULL
+          AND facility_id IS NOT NULL
+        GROUP BY ALL HAVING count(*) > 1
+    ), duplicates AS (  -- DUPLICATE_LINE: such a line of an earlier claim exists (the
+        -- lines of one claim tie: the same rank; only the earliest claim's rank is 1)
+        SELECT lid FROM (
+            SELECT lid, rank() OVER (PARTITION BY holder, item_code, dos, facility_id
+                                     ORDER BY admitted_at, claim_id) AS earlier
+            FROM l SEMI JOIN shared USING (holder, item_code, dos, facility_id))
+        WHERE earlier > 1
     )
     SELECT l.lid, l.claim_id, l.quantity, l.service_rate, l.benefit_rate,
            k.rid IS NULL AS not_listed,
@@ -273,8 +324,10 @@ QUERIES = [
            COALESCE(l.unit_price > k.max_unit_price, false) AS above,
            COALESCE(l.coverage_rate <> k.coverage_rate, false) AS coverage_differs,
            LEAST(l.unit_price, COALESCE(k.max_unit_price, l.unit_price)) AS price,
-           k.coverage_rate AS catalogue_coverage
+           k.coverage_rate AS catalogue_coverage,
+           d.lid IS NOT NULL AS duplicate
     FROM l LEFT JOIN best b USING (lid) LEFT JOIN ref_catalogue k ON k.rid = b.rid
+    LEFT JOIN duplicates d USING (lid)
     """,
     # --- claim hits, decisions, money, and the outcome: one row per claim -----------
     f"""
@@ -312,13 +365,18 @@ QUERIES = [
         SELECT claim_id, 'DATES_ORDER' FROM c
         WHERE discharged_at < admitted_at OR inpatient_at < admitted_at
            OR inpatient_at > discharged_at
+        UNION ALL
+        SELECT claim_id, 'DUPLICATE_CLAIM' FROM c WHERE duplicate
+    ), claim_flags AS (  -- flags: no effect on the decision
+        SELECT claim_id, 'OVERLAPPING_STAY' AS code FROM c WHERE overlapping
     ), line_hits AS (
         SELECT claim_id, 'ITEM_NOT_IN_CATALOGUE' AS code FROM lv WHERE not_listed
         UNION ALL SELECT claim_id, 'LINE_DATE_OUTSIDE_STAY' FROM lv WHERE outside
         UNION ALL SELECT claim_id, 'PRICE_ABOVE_CEILING' FROM lv WHERE above
         UNION ALL SELECT claim_id, 'COVERAGE_RATE_MISMATCH' FROM lv WHERE coverage_differs
+        UNION ALL SELECT claim_id, 'DUPLICATE_LINE' FROM lv WHERE duplicate
     ), paid_claims AS (  -- not rejected: no claim-level reject, some line not rejected
-        SELECT claim_id FROM lv WHERE NOT (not_listed OR outside)
+        SELECT claim_id FROM lv WHERE NOT (not_listed OR outside OR duplicate)
         EXCEPT SELECT claim_id FROM claim_hits
     ), line_money AS (  -- eligible per line (section 6), lines not rejected
         SELECT lv.claim_id, lv.benefit_rate,
@@ -326,7 +384,7 @@ QUERIES = [
                           * (lv.service_rate * lv.catalogue_coverage) * 0.0001, 2)
                     AS DECIMAL(18,2)) AS eligible
         FROM lv SEMI JOIN paid_claims USING (claim_id)
-        WHERE NOT (lv.not_listed OR lv.outside)
+        WHERE NOT (lv.not_listed OR lv.outside OR lv.duplicate)
     ), rated AS (  -- the benefit rate of each claim not rejected
         SELECT c.claim_id, m.eligible,
                CASE substr(c.card_no, 3, 1) WHEN '1' THEN 100 WHEN '2' THEN 100
@@ -365,6 +423,7 @@ QUERIES = [
     ), hits AS (
         SELECT claim_id, 'MALFORMED' AS code FROM bad_claims
         UNION ALL SELECT claim_id, code FROM claim_hits
+        UNION ALL SELECT claim_id, code FROM claim_flags
         UNION ALL SELECT claim_id, code FROM line_hits
         UNION ALL SELECT DISTINCT claim_id, 'BENEFIT_RATE_MISMATCH' FROM line_fund
                   WHERE benefit_rate <> rate
@@ -437,7 +496,11 @@ def compare_with_engine(engine_claims: pa.Table, duck: pa.Table, plan: Any) -> d
       depend on the decision (BENEFIT_RATE_MISMATCH, HIGH_COST);
     - "money": on the claims the engine did not reject, and whose engine codes are
       shared or flags (an engine rule the SQL lacks may reject a line or adjust a
-      price, changing the amounts), those two codes too, eligible and fund_pays.
+      price, changing the amounts), those two codes too, eligible and fund_pays;
+    - "decisions": on the claims no engine reject rule the SQL lacks hit (on the claim
+      or a line), whether the claim is rejected, as the pseudo-code REJECTED (a
+      claim-level reject, or every line rejected: MALFORMED, the card, the dates,
+      DUPLICATE_CLAIM, or lines all unlisted, outside the stay or duplicates).
     """
     by_severity = engine_codes(plan)
     everything = set().union(*by_severity.values())
@@ -465,7 +528,48 @@ def compare_with_engine(engine_claims: pa.Table, duck: pa.Table, plan: Any) -> d
         pc.is_in(duck.column("claim_id"), value_set=chosen.column("claim_id").combine_chunks())
     )
     money = compare_outcomes(chosen, duck_chosen, shared)
-    return {"codes": codes_all, "money": money}
+
+    lacking = pa.array(sorted(by_severity["reject"] - shared), pa.string())
+    vetoed = pairs.filter(pc.is_in(pairs.column("code"), value_set=lacking))
+    decided = engine_claims.filter(
+        pc.invert(
+            pc.is_in(
+                engine_claims.column("claim_id"),
+                value_set=vetoed.column("claim_id").combine_chunks(),
+            )
+        )
+    )
+    duck_decided = duck.filter(
+        pc.is_in(duck.column("claim_id"), value_set=decided.column("claim_id").combine_chunks())
+    )
+    decisions = compare_outcomes(
+        _as_decision(decided, pc.equal(decided.column("decision"), "rejected")),
+        _as_decision(duck_decided, duck_decided.column("rejected")),
+        [REJECTED],
+        money_mask=pa.array([False] * decided.num_rows, pa.bool_()),
+    )
+    return {"codes": codes_all, "money": money, "decisions": decisions}
+
+
+REJECTED = "REJECTED"  # the decision as a pseudo-code, for compare_outcomes
+
+
+def _as_decision(claims: pa.Table, rejected: pa.Array | pa.ChunkedArray) -> pa.Table:
+    """claim_id, eligible and fund_pays of ``claims``, reason_codes [REJECTED] where
+    ``rejected`` holds, else []."""
+    if isinstance(rejected, pa.ChunkedArray):
+        rejected = rejected.combine_chunks()
+    flags = np.asarray(pc.fill_null(rejected, False).to_numpy(zero_copy_only=False), dtype=bool)
+    offsets = np.concatenate(([0], np.cumsum(flags))).astype(np.int32)
+    values = pa.array([REJECTED] * int(flags.sum()), pa.string())
+    return pa.table(
+        {
+            "claim_id": claims.column("claim_id"),
+            "reason_codes": pa.ListArray.from_arrays(pa.array(offsets), values),
+            "eligible": claims.column("eligible"),
+            "fund_pays": claims.column("fund_pays"),
+        }
+    )
 
 
 def read_engine_claims(out_dir: Path) -> pa.Table:
