@@ -386,16 +386,58 @@ def _parquet_options(table: pa.Table) -> dict[str, Any]:
     }
 
 
+def _same_without_schema(f: pa.Field) -> bool:
+    """Whether a field reads back with the same type from the Parquet types alone."""
+    ty = f.type
+    if pa.types.is_dictionary(ty):
+        ty = ty.value_type
+    if pa.types.is_list(ty):
+        ty = ty.value_type
+    simple = (
+        pa.types.is_string(ty)
+        or pa.types.is_integer(ty)
+        or pa.types.is_decimal(ty)
+        or pa.types.is_boolean(ty)
+        or pa.types.is_date32(ty)
+    )
+    return simple and not f.metadata
+
+
+def _writable(table: pa.Table) -> tuple[pa.Table, bool]:
+    """The table to write, and whether to store its Arrow schema in the file.
+
+    Dictionary columns (kind, decision) are written as they are: their words become
+    the column's dictionary page, where a cast to plain strings would have the
+    writer hash 8 million strings back into that same dictionary.  The Arrow schema
+    is then not stored, so readers see the Parquet types (plain strings, as the
+    contract says, not dictionaries); that needs types that read back the same
+    without it.  Otherwise, or with a null among a dictionary's words (the writer
+    cannot write those), the plain table is written as usual.
+    """
+    dictionaries = [f for f in table.schema if pa.types.is_dictionary(f.type)]
+    if not dictionaries:
+        return table, True
+    if not all(_same_without_schema(f) for f in table.schema) or any(
+        c.dictionary.null_count for f in dictionaries for c in table.column(f.name).chunks
+    ):
+        return plain_table(table), True
+    return table, False
+
+
 def _write_table(table: pa.Table, target: Path) -> None:
     """One Parquet file, written on this thread, then synced."""
-    table = plain_table(_strip_pandas(table))
+    table, store_schema = _writable(_strip_pandas(table))
     # An OSFile behind a buffer: the Parquet writer's many small writes (page
     # headers, pages) become few; a path would cost ~25% more CPU here.
     with (
         pa.OSFile(os.fspath(target), "wb") as raw,
         pa.BufferedOutputStream(raw, buffer_size=WRITE_BUFFER) as sink,
-        pq.ParquetWriter(sink, table.schema, **_parquet_options(table)) as writer,
+        pq.ParquetWriter(
+            sink, table.schema, store_schema=store_schema, **_parquet_options(table)
+        ) as writer,
     ):
+        if table.schema.metadata and not store_schema:  # kept as the file's metadata
+            writer.add_key_value_metadata(table.schema.metadata)
         writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
     fsync_path(target)
 

@@ -632,6 +632,31 @@ def test_dictionary_reads_back_as_a_usual_write(
     assert back.equals(usual)
 
 
+def test_dictionaries_are_written_as_dictionaries_and_read_back_plain(
+    out_dir: Path, tmp_path: Path
+) -> None:
+    """The outputs' own shape (dictionary kind and decision, decimals, list of codes,
+    schema metadata): written without a cast to plain strings and without the Arrow
+    schema, it reads back exactly as a usual write of the plain table."""
+    table = pa.table(
+        {
+            "claim_id": ["C1", "C1", "C2"],
+            "kind": pa.array(["drug", "supply", "drug"]).dictionary_encode(),
+            "line_no": pa.array([1, 2, None], pa.int32()),
+            "decision": pa.array(["approved", None, "rejected"]).dictionary_encode(),
+            "reason_codes": pa.array([["A"], [], None], pa.list_(pa.string())),
+            "fund_pays": pa.array([Decimal("1.25"), None, Decimal("-3.00")], pa.decimal128(18, 2)),
+        }
+    ).replace_schema_metadata({b"keep": b"1"})
+    pq.write_table(output.plain_table(table), tmp_path / "usual.parquet")
+    usual = pq.read_table(tmp_path / "usual.parquet")
+    write_outputs(out_dir, {"lines": table}, {})
+    assert b"ARROW:schema" not in (pq.read_metadata(out_dir / "lines.parquet").metadata or {})
+    back = _read_back(out_dir, "lines")
+    assert back.schema.equals(usual.schema, check_metadata=True)
+    assert back.equals(usual)
+
+
 def test_money_is_exact_at_the_extremes(out_dir: Path) -> None:
     limit = Decimal("9999999999999999.99")  # decimal128(18, 2) at its largest
     money = [limit, -limit, Decimal("-0.01"), Decimal("0.00"), None, Decimal("12345.67")]
