@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from claims_engine.io.dictionary import Codes
-from claims_engine.kernels import gather, groups, lookup, window, window_eval
+from claims_engine.kernels import gather, groups, lookup, money, window, window_eval
 from claims_engine.kernels import values as V
 from claims_engine.kernels.columns import take_rows
 from claims_engine.kernels.values import Array, Vec
@@ -773,8 +773,54 @@ def _extreme(want_max: bool) -> Callable[[Evaluator, ir.Call], Vec]:
 
 
 def _round(ev: Evaluator, e: ir.Call) -> Vec:
+    fused = _rounded_product(ev, e.args[0], e.type)
+    if fused is not None:
+        return fused
     v = ev.eval(e.args[0])
     return Vec(e.type, V.rescale(np.asarray(v.data), v.type.scale, e.type.scale), v.valid)
+
+
+def _product_factors(e: ir.Expr) -> tuple[list[ir.Expr], int] | None:
+    """``a * b * ... / 10**k``: its factors and the digits divided off (None: not
+    such a chain).  Products and divisions by a power of ten are exact, so the
+    chain's value is exact up to the one rounding around it."""
+    if isinstance(e, ir.Arith) and e.op == "*":
+        left, right = _product_factors(e.left), _product_factors(e.right)
+        if left is None or right is None or e.type.scale != e.left.type.scale + e.right.type.scale:
+            return None
+        return left[0] + right[0], left[1] + right[1]
+    if isinstance(e, ir.Arith) and e.op == "/":
+        k = power_of_ten(e.right)
+        left = _product_factors(e.left)
+        if k is None or left is None or e.type.scale != e.left.type.scale + k:
+            return None
+        return left[0], left[1] + k
+    if isinstance(e, ir.Arith) or not e.type.is_num:
+        return None
+    return [e], 0
+
+
+def _rounded_product(ev: Evaluator, e: ir.Expr, ty: t.Type) -> Vec | None:
+    """``round(a * b * c / 100, 2)`` in one pass (money.product_rounded): the line
+    amounts' formulas, without a full column per intermediate product."""
+    chain = _product_factors(e)
+    if chain is None or not 2 <= len(chain[0]) <= 4:
+        return None
+    factors, digits = chain
+    values = [ev.eval(f) for f in factors]
+    arrays = [np.asarray(v.data) for v in values]
+    if any(v.is_arrow for v in values) or any(a.dtype.kind not in "iu" for a in arrays):
+        return None
+    if all(a.ndim == 0 for a in arrays):
+        return None  # constants only: the usual path
+    # a constant stays one value (stride 0 in the kernel), not a column of copies
+    data = money.product_rounded(
+        [(a, v.type.scale) for a, v in zip(arrays, values, strict=True)], digits, ty.scale
+    )
+    valid: Array | None = None
+    for v in values:
+        valid = _and_valid(valid, None if v.valid is None else V.valid_mask(v, ev.n))
+    return Vec(ty, data, valid)
 
 
 def _abs(ev: Evaluator, e: ir.Call) -> Vec:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from claims_engine.kernels import values as V
 from claims_engine.kernels.evaluate import Context, Evaluator
@@ -377,6 +379,45 @@ def test_contract_money_formula() -> None:
     got = w.eval("round(quantity * unit_price * service_rate / 100 * coverage_rate / 100, 2)")
     # 23955.908 -> 23955.91; 3.333 * 0.335 * 0.35 = 0.39079425 -> 0.39; 0.005 -> 0.01
     assert got == [D("23955.91"), D("0.39"), D("0.01")]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.one_of(st.none(), st.integers(-(10**9), 10**9)),  # quantity, 3 decimals
+            st.one_of(st.none(), st.integers(-(10**16), 10**16)),  # price, 3 decimals
+            st.integers(0, 100),
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_a_rounded_product_is_one_exact_rounding(rows: list[tuple[Any, Any, int]]) -> None:
+    """round(a * b * c / 100, s) is computed in one pass (money.product_rounded): the
+    same as exact Decimal arithmetic rounded once, half away from zero, with nulls
+    and products past int64 (the exact path) included."""
+    q = [None if r[0] is None else Decimal(r[0]).scaleb(-3) for r in rows]
+    p = [None if r[1] is None else Decimal(r[1]).scaleb(-3) for r in rows]
+    w = World(
+        {
+            "q": pa.array(q, pa.decimal128(18, 3)),
+            "p": pa.array(p, pa.decimal128(18, 3)),
+            "r": pa.array([r[2] for r in rows], pa.int16()),
+        }
+    )
+    for text, scale in (("round(q * p * r / 100, 2)", 2), ("round(q * r * 7 / 1000, 1)", 1)):
+        got = w.eval(text)
+        with localcontext() as ctx:
+            ctx.prec = 80
+            for i, (qi, pi, ri) in enumerate(zip(q, p, [r[2] for r in rows], strict=True)):
+                if qi is None or ("p" in text and pi is None):
+                    assert got[i] is None
+                    continue
+                exact = qi * pi * ri / 100 if "p" in text else qi * ri * 7 / 1000
+                step = Decimal(1).scaleb(-scale)
+                want = abs(exact).quantize(step, rounding=ROUND_HALF_UP).copy_sign(exact)
+                assert got[i] == want, (text, qi, pi, ri)
 
 
 def test_overflow_goes_the_exact_path() -> None:
