@@ -24,6 +24,7 @@ from claims_engine.history import HistoryStore
 from claims_engine.io.batch import Batch, batch_files, read_batch
 from claims_engine.io.output import content_hash, output_lock, write_outputs
 from claims_engine.io.reference import load_reference
+from claims_engine.kernels import preload
 from claims_engine.plan.compiler import compile_pack
 from claims_engine.plan.plan import Plan
 
@@ -126,6 +127,8 @@ def adjudicate_batch(
     only the rules of those reason codes run (summary.json lists them).
     """
     with output_lock(out_dir):  # fail fast if another run writes the same folder
+        # the kernels' machine code loads while the pack compiles and the batch is read
+        preload.preload_in_background()
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         progress("compile")
