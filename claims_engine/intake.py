@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from claims_engine.io.dictionary import Codes, from_dictionary_column
-from claims_engine.kernels import columns, groups
+from claims_engine.kernels import columns, groups, join
 from claims_engine.kernels import values as V
 from claims_engine.kernels.values import Array
 
@@ -55,18 +55,20 @@ def check_structure(
     claim_ids = columns.array(claims, "claim_id")
     line_ids = columns.array(lines, "claim_id")
 
+    # each claim row -> the first claim row with its claim_id
+    if "claim_id" in claim_codes:
+        own_first = _first_rows(claim_codes["claim_id"])
+    else:
+        own_first = pc.index_in(claim_ids, value_set=claim_ids).fill_null(-1).to_numpy()
+
     # each line -> the first claim row with its claim_id
     if "claim_id" in line_codes:
-        line_claim_row = _claim_rows_by_code(line_codes["claim_id"], claim_ids)
+        line_claim_row = _claim_rows_by_code(line_codes["claim_id"], claim_ids, own_first)
     else:
         line_claim_row = _claim_rows(line_ids, claim_ids)
     orphan = line_claim_row < 0
 
     # claim_id carried by more than one claim row
-    if "claim_id" in claim_codes:
-        own_first = _first_rows(claim_codes["claim_id"])
-    else:
-        own_first = pc.index_in(claim_ids, value_set=claim_ids).fill_null(-1).to_numpy()
     counts = np.bincount(own_first[own_first >= 0], minlength=n_claims)
     repeated = np.zeros(n_claims, dtype=bool)
     has_id = own_first >= 0
@@ -162,14 +164,15 @@ def _first_rows(codes: Codes) -> Array:
     return np.asarray(first[codes.indices])
 
 
-def _claim_rows_by_code(codes: Codes, claim_ids: pa.Array) -> Array:
-    """``_claim_rows`` from dictionary codes: each distinct claim_id is looked up once."""
-    word_rows = pc.index_in(codes.words, value_set=claim_ids).fill_null(-1).to_numpy()
-    # code -1 (a null id) joins a claim row with a null id, as index_in does
-    null_row = pc.index_in(pa.nulls(1, pa.string()), value_set=claim_ids)[0].as_py()
-    word_rows = np.append(
-        np.asarray(word_rows, dtype=np.int64), -1 if null_row is None else null_row
-    )
+def _claim_rows_by_code(codes: Codes, claim_ids: pa.Array, own_first: Array) -> Array:
+    """``_claim_rows`` from dictionary codes: each claim_id word is found once, by a
+    walk beside the claim rows in file order (kernels/join.py)."""
+    word_rows = join.rows_of_words(codes.words, claim_ids, own_first)
+    # code -1 (a null id) joins the first claim row with a null id, as index_in does
+    null_row = -1
+    if claim_ids.null_count:
+        null_row = int(np.argmin(claim_ids.is_valid().to_numpy(zero_copy_only=False)))
+    word_rows = np.append(np.asarray(word_rows, dtype=np.int64), null_row)
     return np.asarray(word_rows[codes.indices])
 
 
