@@ -391,12 +391,14 @@ class _Run:
                 new = self.set_values.pop((rule.id, target))
                 cur = self.effective[target]
                 scale = max(cur.type.scale, new.type.scale)
-                use = hit & V.valid_mask(new, self.nl)  # a null replacement keeps the declared
-                data = np.where(
-                    use,
-                    V.rescale(V.full(new, self.nl), new.type.scale, scale),
-                    V.rescale(V.full(cur, self.nl), cur.type.scale, scale),
-                )
+                # the rows it adjusts (a null replacement keeps the declared value):
+                # few, so the current column is copied and patched there
+                rows = np.flatnonzero(hit & V.valid_mask(new, self.nl))
+                data = np.array(V.rescale(V.full(cur, self.nl), cur.type.scale, scale))
+                replaced = V.rescale(V.full(new, self.nl)[rows], new.type.scale, scale)
+                if data.dtype != replaced.dtype:  # an exact (object) value on either side
+                    data = data.astype(object)
+                data[rows] = replaced
                 self.effective[target] = Vec(t.num(scale), data, cur.valid)
 
     def check_required_lookups(self) -> None:

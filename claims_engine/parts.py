@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numba
 import numpy as np
 
 Array = np.ndarray[Any, Any]
@@ -23,6 +24,29 @@ Array = np.ndarray[Any, Any]
 class Part:
     claims: tuple[int, int]  # [start, stop) claim rows
     lines: tuple[int, int]  # [start, stop) line rows; their claims are all in ``claims``
+
+
+@numba.njit(cache=True, nogil=True)
+def _cuts(line_claim_row: Array, max_lines: int) -> tuple[bool, Array, Array]:  # pragma: no cover
+    """Whether lines are in claim order (orphans anywhere), and the claim and line
+    where each part starts: the claim of the line at every ``max_lines``-th
+    position, if later than the previous part's, and that claim's first line."""
+    n = line_claim_row.shape[0]
+    claims = np.zeros(n // max_lines + 2, dtype=np.int64)
+    lines = np.zeros(n // max_lines + 2, dtype=np.int64)
+    parts = 1
+    last = -1  # the claim of the latest line with one: orphans take it too
+    for at in range(n):
+        row = line_claim_row[at]
+        if row >= 0:
+            if row < last:
+                return False, claims[:0], lines[:0]
+            if row > last and row > claims[parts - 1] and at >= parts * max_lines:
+                claims[parts] = row  # the first line of a claim at or after the mark
+                lines[parts] = at
+                parts += 1
+            last = row
+    return True, claims[:parts], lines[:parts]
 
 
 def split(line_claim_row: Array, n_claims: int, max_lines: int) -> list[Part] | None:
@@ -35,22 +59,14 @@ def split(line_claim_row: Array, n_claims: int, max_lines: int) -> list[Part] | 
     n_lines = len(line_claim_row)
     if n_lines <= max_lines:
         return None
-    # each line's claim, orphans taking the claim before them: non-decreasing if grouped
-    filled = np.maximum.accumulate(np.where(line_claim_row >= 0, line_claim_row, -1))
-    real = line_claim_row >= 0
-    if not bool(np.all(line_claim_row[real] == filled[real])):
+    ordered, claims, lines = _cuts(np.ascontiguousarray(line_claim_row, dtype=np.int64), max_lines)
+    if not ordered:
         return None  # a claim row lower than an earlier line's: not in claim order
-    cuts = [0]
-    for at in range(max_lines, n_lines, max_lines):
-        claim = int(filled[at])
-        if claim > cuts[-1]:
-            cuts.append(claim)  # the part starts with the claim of its first line
-    starts = np.searchsorted(filled, np.array(cuts, dtype=np.int64), side="left")
-    claim_bounds = [*cuts, n_claims]
-    line_bounds = [0, *[int(s) for s in starts[1:]], n_lines]
+    claim_bounds = [*(int(c) for c in claims), n_claims]
+    line_bounds = [*(int(x) for x in lines), n_lines]
     return [
         Part((claim_bounds[i], claim_bounds[i + 1]), (line_bounds[i], line_bounds[i + 1]))
-        for i in range(len(cuts))
+        for i in range(len(claims))
     ]
 
 

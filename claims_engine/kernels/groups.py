@@ -11,6 +11,8 @@ from typing import Any
 import numba
 import numpy as np
 
+from claims_engine.kernels import values as V
+
 Array = np.ndarray[Any, Any]
 
 
@@ -49,9 +51,9 @@ def group_count(group: Array, include: Array, n: int) -> Array:
 def group_sum(group: Array, values: Array, include: Array, n: int) -> Array:
     """Exact per-group sums of scaled integers (object path if int64 could overflow)."""
     if values.dtype != object and values.size:
-        bound = float(np.max(np.abs(values.astype(np.float64)))) * values.size
+        bound = V.magnitude(values) * values.size  # no sum of them can exceed this
         if bound < 2.0**62:
-            return np.asarray(_group_sum(group, values.astype(np.int64), include, n))
+            return np.asarray(_group_sum(group, values.astype(np.int64, copy=False), include, n))
     out = np.zeros(n, dtype=object)
     keep = include & (group >= 0)
     np.add.at(out, group[keep], values[keep].astype(object))
