@@ -199,7 +199,6 @@ class _Run:
             batch.claim_errors,
             batch.line_errors,
             batch.codes.get("line"),
-            batch.codes.get("claim"),
         )
         self.timings["intake"] = time.perf_counter() - t0
         ctx = evaluate.Context(plan.derived, plan.lookups, reference, plan.cacheable)

@@ -45,21 +45,16 @@ def check_structure(
     claim_errors: pa.Array,
     line_errors: pa.Array,
     line_codes: Mapping[str, Codes] | None = None,
-    claim_codes: Mapping[str, Codes] | None = None,
 ) -> Intake:
-    """``line_codes``/``claim_codes``: dictionary codes of string columns, if the
-    reader kept them (claim_id and kind are then matched per distinct value)."""
+    """``line_codes``: dictionary codes of the lines' string columns, if the reader
+    kept them (claim_id and kind are then matched per distinct value)."""
     n_claims = claims.num_rows
     line_codes = line_codes or {}
-    claim_codes = claim_codes or {}
     claim_ids = columns.array(claims, "claim_id")
     line_ids = columns.array(lines, "claim_id")
 
     # each claim row -> the first claim row with its claim_id
-    if "claim_id" in claim_codes:
-        own_first = _first_rows(claim_codes["claim_id"])
-    else:
-        own_first = pc.index_in(claim_ids, value_set=claim_ids).fill_null(-1).to_numpy()
+    own_first = join.first_rows(claim_ids)
 
     # each line -> the first claim row with its claim_id
     if "claim_id" in line_codes:
@@ -153,15 +148,6 @@ def _claim_rows(line_ids: pa.Array, claim_ids: pa.Array) -> Array:
     run_rows = pc.index_in(line_ids.take(pa.array(starts)), value_set=claim_ids)
     lengths = np.diff(np.append(starts, n))
     return np.repeat(run_rows.fill_null(-1).to_numpy().astype(np.int64), lengths)
-
-
-def _first_rows(codes: Codes) -> Array:
-    """Per row, the first row with the same value (nulls are one value, as in index_in)."""
-    n = len(codes.indices)
-    first = np.full(len(codes.words) + 1, -1, dtype=np.int64)  # the last slot: null
-    rows = np.arange(n, dtype=np.int64)
-    first[codes.indices[::-1]] = rows[::-1]  # the last write per word is its first row
-    return np.asarray(first[codes.indices])
 
 
 def _claim_rows_by_code(codes: Codes, claim_ids: pa.Array, own_first: Array) -> Array:

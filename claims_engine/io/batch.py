@@ -256,7 +256,9 @@ def read_batch(path: Path, needed: Mapping[str, frozenset[str]] | None = None) -
         line_errors=line_errors,
         files=(claims_file, lines_file),
         codes={
-            "claim": _codes(raw_claims, claims),
+            # claim_id: one row per claim, so its words need no hashing into
+            # distinct codes (intake finds repeated ids by itself)
+            "claim": _codes(raw_claims, claims, frozenset({"claim_id"})),
             "line": _codes(raw_lines, lines, frozenset({"claim_id"})),
         },
     )

@@ -58,6 +58,7 @@ def from_dictionary_column(column: Any, unique: bool = True) -> Codes | None:
             dictionaries.append(chunk.dictionary)
     words = pa.array([], pa.string())
     remap: list[Array] = []
+    offset_only = False  # codes are the dictionary index plus the dictionary's start
     if dictionaries:
         together = pa.concat_arrays([d.cast(pa.string()) for d in dictionaries])
         if unique:
@@ -66,22 +67,30 @@ def from_dictionary_column(column: Any, unique: bool = True) -> Codes | None:
             all_codes = np.asarray(encoded.indices.fill_null(-1).to_numpy(), dtype=np.int32)
         else:
             words = together
+            offset_only = together.null_count == 0
             all_codes = np.arange(len(together), dtype=np.int32)
             if together.null_count:
                 valid = together.is_valid().to_numpy(zero_copy_only=False)
                 all_codes = np.where(valid, all_codes, -1).astype(np.int32)
         ends = np.cumsum([len(d) for d in dictionaries])
         remap = np.split(all_codes, ends[:-1])
-    parts = []
+    starts = np.concatenate(([0], np.cumsum([len(d) for d in dictionaries])))
+    indices = np.empty(sum(len(c) for c in chunks), dtype=np.int32)
+    at = 0
     for chunk in chunks:
-        mapping = remap[distinct[_dictionary_id(chunk)]]
+        which = distinct[_dictionary_id(chunk)]
         raw = chunk.indices
         idx = np.asarray((raw.fill_null(0) if raw.null_count else raw).to_numpy())
-        codes = mapping[idx] if len(mapping) else np.full(len(idx), -1, dtype=np.int32)
+        out = indices[at : at + len(idx)]
+        if not len(remap[which]):
+            out[:] = -1
+        elif offset_only:  # the words are the dictionaries one after another
+            np.add(idx, starts[which], out=out, casting="unsafe")
+        else:
+            np.take(remap[which], idx, out=out)
         if raw.null_count:
-            codes = np.where(raw.is_valid().to_numpy(zero_copy_only=False), codes, -1)
-        parts.append(np.asarray(codes, dtype=np.int32))
-    indices = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
+            out[~raw.is_valid().to_numpy(zero_copy_only=False)] = -1
+        at += len(idx)
     return Codes(indices, words, unique)
 
 

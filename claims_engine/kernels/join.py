@@ -172,3 +172,29 @@ def rows_of_words(words: pa.Array, claim_ids: pa.Array, first_row: Array) -> Arr
     found = out >= 0
     out[found] = first_row[out[found]]
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _run_starts(c_off: Array, c_data: Array, out: Array) -> None:  # pragma: no cover
+    """For ascending ids: each row's first row with the same id (equal ids adjoin)."""
+    for k in range(c_off.shape[0] - 1):
+        if k and _compare(c_data, c_off[k - 1], c_off[k], c_data, c_off[k], c_off[k + 1]) == 0:
+            out[k] = out[k - 1]
+        else:
+            out[k] = k
+
+
+def first_rows(claim_ids: pa.Array | pa.ChunkedArray) -> Array:
+    """Per claim row, the first row with the same claim_id (nulls: the first null
+    row), as a hash lookup of the ids in themselves gives; one pass when the ids
+    ascend, as exports list them."""
+    if isinstance(claim_ids, pa.ChunkedArray):
+        claim_ids = claim_ids.combine_chunks()
+    if pa.types.is_string(claim_ids.type) and claim_ids.null_count == 0:
+        c_off, c_data, c_valid = _parts(claim_ids)
+        if _ascending(c_off, c_data, c_valid):
+            out = np.empty(len(claim_ids), dtype=np.int64)
+            _run_starts(c_off, c_data, out)
+            return out
+    looked = pc.index_in(claim_ids, value_set=claim_ids)
+    return np.asarray(looked.fill_null(-1).to_numpy(), dtype=np.int64)

@@ -60,7 +60,6 @@ def test_codes_and_strings_agree(
             "claim_id": _codes([x[0] for x in lines], unique=False),
             "kind": _codes([x[1] for x in lines]),
         },
-        {"claim_id": _codes(claim_ids)},
     )
     assert np.array_equal(plain.line_claim_row, coded.line_claim_row)
     assert np.array_equal(plain.orphan, coded.orphan)
@@ -86,7 +85,6 @@ def test_repeated_line_number_and_repeated_claim_id() -> None:
             "claim_id": _codes(["A", "A", "A", "B", "X"]),
             "kind": _codes(["drug", "service", "drug", "drug", "drug"]),
         },
-        {"claim_id": _codes(["A", "B", "B"])},
     )
     assert out.line_claim_row.tolist() == [0, 0, 0, 1, -1]
     assert out.orphan.tolist() == [False, False, False, False, True]
