@@ -743,6 +743,9 @@ def build(out: Outcome, plan: Plan, batch_id: str) -> Result:
         },
         "codes": {c: n for c, n in sorted(code_hits.items()) if n},
         "timings": {k: round(v, 4) for k, v in out.timings.items()},
+        # seconds of each rule run on the whole batch (card-holder rules, later
+        # stages): which rule a pack change made slow
+        "rule_seconds": {k: round(v, 4) for k, v in out.rule_seconds.items()},
     }
     outputs = {**split, "lines": line_out, "reasons": reasons}
     return Result(outputs, summary, claim_code, line_code)

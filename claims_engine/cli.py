@@ -171,7 +171,9 @@ def check(
         by_claim.setdefault(r["claim_id"], []).append(r)
     if fmt == "json":
         report = {
-            "summary": {k: v for k, v in result.summary.items() if k != "timings"},
+            "summary": {
+                k: v for k, v in result.summary.items() if k not in ("timings", "rule_seconds")
+            },
             "claims": [
                 {
                     "claim_id": c["claim_id"],

@@ -127,8 +127,6 @@ def adjudicate_batch(
     only the rules of those reason codes run (summary.json lists them).
     """
     with output_lock(out_dir):  # fail fast if another run writes the same folder
-        # the kernels' machine code loads while the pack compiles and the batch is read
-        preload.preload_in_background()
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         progress("compile")
@@ -144,6 +142,8 @@ def adjudicate_batch(
         t1 = time.perf_counter()
         timings["reference"] = t1 - t0 - timings["compile"]
         progress("read")
+        # the kernels' machine code loads while Arrow decodes the batch's pages
+        preload.preload_in_background()
         # the batch id hashes every input byte (~400 MB for a million claims): on a
         # thread of its own, while the batch is read and evaluated
         batch_hash = _hash_meanwhile(batch_files(batch_path)) if batch_id is None else None

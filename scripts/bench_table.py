@@ -2,7 +2,8 @@
 """Benchmark results as a Markdown table for the README.
 
 Reads benchmarks/results/*.json (`adjudicate-<N>.json` from
-benchmarks/test_adjudicate.py, `duckdb-<N>.json` from benchmarks/test_duckdb.py)
+benchmarks/test_adjudicate.py, `duckdb-<N>.json` from benchmarks/test_duckdb.py,
+`card-holder-<N>.json` from benchmarks/test_card_holder.py)
 and prints the machine (nproc, RAM, CPU model of the machine running this
 script) and one row per batch size: seconds per engine stage, end to end,
 lines per second, peak RSS, and the ratios to the DuckDB baseline.
@@ -49,10 +50,10 @@ def machine() -> str:
 
 
 def load(results: Path) -> dict[int, dict[str, Any]]:
-    """Results by batch size: {"adjudicate": {...}, "duckdb": {...}}."""
+    """Results by batch size: {"adjudicate": {...}, "duckdb": {...}, "card-holder": {...}}."""
     sizes: dict[int, dict[str, Any]] = {}
     for path in sorted(results.glob("*.json")):
-        m = re.fullmatch(r"(adjudicate|duckdb)-(\d+)\.json", path.name)
+        m = re.fullmatch(r"(adjudicate|duckdb|card-holder)-(\d+)\.json", path.name)
         if not m:
             continue
         try:
@@ -77,7 +78,8 @@ def _row(claims: int, found: dict[str, Any]) -> list[str]:
     rss = (adj or {}).get("peak_rss_mib") or eng.get("peak_rss_mib")
     per_second = f"{lines / total:,.0f}" if lines and total else "–"
     cells = [f"{claims:,}", f"{lines:,}" if lines else "–"]
-    cells += [_s(timings.get(stage)) for stage in STAGES]
+    written = (adj or {}).get("write_seconds")  # measured alone (test_write_outputs)
+    cells += [_s(timings.get(stage, written if stage == "write" else None)) for stage in STAGES]
     cells += [_s(total), per_second, _s(rss, 0)]
     if duck:
         d = duck.get("duckdb", {})
@@ -119,12 +121,12 @@ def table(sizes: dict[int, dict[str, Any]]) -> str:
         "written; stages from `summary.json` (`evaluate`: rules, lookups and money, the "
         "batch in memory). DuckDB: the core rules as SQL (benchmarks/duckdb_baseline.py), "
         "query time with the tables already loaded. A ratio above 1 means the engine is "
-        "slower; \"same rules\": the engine run with `--codes` set to the SQL's codes.",
+        'slower; "same rules": the engine run with `--codes` set to the SQL\'s codes.',
         "",
         "| " + " | ".join(head) + " |",
         "|" + "|".join("---:" for _ in head) + "|",
     ]
-    for claims in sorted(sizes):
+    for claims in sorted(c for c in sizes if {"adjudicate", "duckdb"} & sizes[c].keys()):
         found = sizes[claims]
         adj, duck = found.get("adjudicate"), found.get("duckdb")
         if adj and duck and adj.get("lines") != duck.get("lines"):
@@ -136,7 +138,33 @@ def table(sizes: dict[int, dict[str, Any]]) -> str:
             out.append("| " + " | ".join(_row(claims, found)) + " |")
     if not sizes:
         out.append("| " + " | ".join(["–"] * len(head)) + " |")
+    out += _card_holder_table(sizes)
     return "\n".join(out)
+
+
+def _card_holder_table(sizes: dict[int, dict[str, Any]]) -> list[str]:
+    """The card-holder rules alone (benchmarks/test_card_holder.py), if measured."""
+    rows = [
+        (n, found["card-holder"]) for n, found in sorted(sizes.items()) if "card-holder" in found
+    ]
+    if not rows:
+        return []
+    codes = sorted({code for _, r in rows for code in r.get("rule_seconds", {})})
+    head = ["claims", "lines", "card holders", "card-holder rules s (best of 3)", *codes]
+    out = [
+        "",
+        "Card-holder rules alone (in process, keys and sorting included, the fastest "
+        "of three rounds; seconds per rule):",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join("---:" for _ in head) + "|",
+    ]
+    for claims, r in rows:
+        cells = [f"{claims:,}", f"{r.get('lines', 0):,}", f"{r.get('card_holders', 0):,}"]
+        cells.append(_s(r.get("window_seconds"), 3))
+        cells += [_s(r.get("rule_seconds", {}).get(code), 3) for code in codes]
+        out.append("| " + " | ".join(cells) + " |")
+    return out
 
 
 def write_readme(readme: Path, text: str) -> None:
