@@ -122,14 +122,23 @@ def _fixed_width(arr: pa.Array) -> Array | None:
     return np.frombuffer(arr.buffers()[1], dtype=dtype)[arr.offset : arr.offset + len(arr)]
 
 
+def _decimal_words(arr: pa.Array) -> Array:
+    """The low 64-bit words of a decimal array (p <= 18), zero-copy (see
+    ``decimal_to_scaled``)."""
+    words = np.frombuffer(arr.buffers()[1], dtype=np.int64)
+    return words[2 * arr.offset : 2 * (arr.offset + len(arr)) : 2]
+
+
 def _from_chunks(col: pa.ChunkedArray, ty: t.Type) -> Vec:
-    """A chunked number/date column as one int64 array: each chunk's value buffer
-    copied once into place (no per-chunk fill_null, no second concatenation);
-    nulls hold 0."""
+    """A chunked number/date/decimal column as one int64 array: each chunk's values
+    copied once into place from its buffer (no per-chunk fill_null, no second
+    concatenation); nulls hold 0."""
     chunks = col.chunks
     if pa.types.is_decimal(col.type) and col.type.precision <= 18:
-        return _decimals_from_chunks(col, ty)
-    if any(_fixed_width(c) is None for c in chunks[:1]):  # booleans
+        values_of: Any = _decimal_words
+    elif _fixed_width(chunks[0]) is not None:
+        values_of = _fixed_width
+    else:  # booleans
         parts = [from_arrow(c, ty) for c in chunks]
         data = np.concatenate([np.asarray(p.data) for p in parts])
         valid = None
@@ -142,30 +151,9 @@ def _from_chunks(col: pa.ChunkedArray, ty: t.Type) -> Vec:
     valid = np.ones(len(col), dtype=bool) if col.null_count else None
     at = 0
     for c in chunks:
-        values = _fixed_width(c)
-        assert values is not None
-        end = at + len(c)
-        data[at:end] = values
-        if c.null_count:
-            assert valid is not None
-            ok = _bits(c)
-            valid[at:end] = ok
-            data[at:end][~ok] = 0
-        at = end
-    return Vec(ty, data, valid)
-
-
-def _decimals_from_chunks(col: pa.ChunkedArray, ty: t.Type) -> Vec:
-    """A chunked decimal column (p <= 18) as scaled int64: each chunk's low words
-    copied into place (see ``decimal_to_scaled``); nulls hold 0."""
-    data = np.empty(len(col), dtype=np.int64)
-    valid = np.ones(len(col), dtype=bool) if col.null_count else None
-    at = 0
-    for c in col.chunks:
         end = at + len(c)
         if len(c):
-            words = np.frombuffer(c.buffers()[1], dtype=np.int64)
-            data[at:end] = words[2 * c.offset : 2 * (c.offset + len(c)) : 2]
+            data[at:end] = values_of(c)
         if c.null_count:
             assert valid is not None
             ok = _bits(c)

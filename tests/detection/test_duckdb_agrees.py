@@ -344,6 +344,19 @@ def _agree(inputs: pipeline.Inputs, folder: Path) -> dict[str, Agreement]:
     return compare_with_engine(engine_claims.sort_by("claim_id"), duck, inputs.plan)
 
 
+def _agree_fully(inputs: pipeline.Inputs, folder: Path, n: int) -> dict[str, Agreement]:
+    """``_agree`` on a batch of ``n`` claims, requiring every claim on both sides
+    and perfect agreement on codes, money and reject decisions."""
+    agreement = _agree(inputs, folder)
+    codes, money = agreement["codes"], agreement["money"]
+    assert codes.claims == n and codes.only_in_a == 0 and codes.only_in_b == 0
+    assert codes.perfect, codes.describe()
+    assert money.perfect, money.describe()
+    decisions = agreement["decisions"]
+    assert decisions.perfect and decisions.claims > n // 2, decisions.describe()
+    return agreement
+
+
 def _holder_codes_agree(agreement: dict[str, Agreement], least: int) -> None:
     """The card-holder codes fired on both sides, at least ``least`` claims each, and
     never on one side only; DUPLICATE_LINE also on claims paid for their other lines."""
@@ -372,13 +385,8 @@ def test_sql_and_engine_agree(
     assert set(HOLDER_CODES) <= injected, sorted(set(HOLDER_CODES) - injected)
     write_batch(_scramble(gb, inputs.reference, seed), tmp_path)
 
-    agreement = _agree(inputs, tmp_path)
+    agreement = _agree_fully(inputs, tmp_path, n)
     codes, money = agreement["codes"], agreement["money"]
-    assert codes.claims == n and codes.only_in_a == 0 and codes.only_in_b == 0
-    assert codes.perfect, codes.describe()
-    assert money.perfect, money.describe()
-    decisions = agreement["decisions"]
-    assert decisions.perfect and decisions.claims > n // 2, decisions.describe()
     # The scrambling exercised every shared code, and money on most claims.
     fired = {c for c, k in codes.per_code.items() if k["both"]}
     fired |= {c for c, k in money.per_code.items() if k["both"]}
@@ -394,13 +402,8 @@ def test_sql_and_engine_agree_on_card_holders(
     gb = generate_batch(n, seed, inputs.reference, defect_rate=0.1, days=10)
     write_batch(_share_holders(gb, seed), tmp_path)
 
-    agreement = _agree(inputs, tmp_path)
-    codes, money = agreement["codes"], agreement["money"]
-    assert codes.claims == n and codes.only_in_a == 0 and codes.only_in_b == 0
-    assert codes.perfect, codes.describe()
-    assert money.perfect, money.describe()
-    decisions = agreement["decisions"]
-    assert decisions.perfect and decisions.claims > n // 2, decisions.describe()
+    agreement = _agree_fully(inputs, tmp_path, n)
+    codes, money, decisions = (agreement[k] for k in ("codes", "money", "decisions"))
     assert decisions.per_code["REJECTED"]["both"] > n // 20
     _holder_codes_agree(agreement, 10)
     assert codes.per_code["MALFORMED"]["both"] > 0
