@@ -54,11 +54,12 @@ def check_structure(
     line_ids = columns.array(lines, "claim_id")
 
     # each claim row -> the first claim row with its claim_id
-    own_first = join.first_rows(claim_ids)
+    ids = join.ClaimIds(claim_ids)
+    own_first = join.first_rows(ids)
 
     # each line -> the first claim row with its claim_id
     if "claim_id" in line_codes:
-        line_claim_row = _claim_rows_by_code(line_codes["claim_id"], claim_ids, own_first)
+        line_claim_row = _claim_rows_by_code(line_codes["claim_id"], ids, own_first)
     else:
         line_claim_row = _claim_rows(line_ids, claim_ids)
     orphan = line_claim_row < 0
@@ -150,14 +151,14 @@ def _claim_rows(line_ids: pa.Array, claim_ids: pa.Array) -> Array:
     return np.repeat(run_rows.fill_null(-1).to_numpy().astype(np.int64), lengths)
 
 
-def _claim_rows_by_code(codes: Codes, claim_ids: pa.Array, own_first: Array) -> Array:
+def _claim_rows_by_code(codes: Codes, ids: join.ClaimIds, own_first: Array) -> Array:
     """``_claim_rows`` from dictionary codes: each claim_id word is found once, by a
     walk beside the claim rows in file order (kernels/join.py)."""
-    word_rows = join.rows_of_words(codes.words, claim_ids, own_first)
+    word_rows = join.rows_of_words(codes.words, ids, own_first)
     # code -1 (a null id) joins the first claim row with a null id, as index_in does
     null_row = -1
-    if claim_ids.null_count:
-        null_row = int(np.argmin(claim_ids.is_valid().to_numpy(zero_copy_only=False)))
+    if ids.array.null_count:
+        null_row = int(np.argmin(ids.array.is_valid().to_numpy(zero_copy_only=False)))
     word_rows = np.append(np.asarray(word_rows, dtype=np.int64), null_row)
     return np.asarray(word_rows[codes.indices])
 

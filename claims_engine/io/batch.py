@@ -184,8 +184,9 @@ def _codes(
 ) -> dict[str, Codes]:
     """Dictionary codes of the raw dictionary columns, null where the cast value is.
 
-    Columns in ``join_only`` (the lines' claim_id, used to find each line's claim)
-    keep the file's dictionaries as they are, without making their words distinct.
+    Columns in ``join_only`` (claim_id: the lines' only join their claims, the
+    claims' are one per row) keep the file's dictionaries as they are, without
+    making their words distinct.
     """
     out: dict[str, Codes] = {}
     for name in cast.table.column_names:

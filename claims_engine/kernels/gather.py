@@ -53,9 +53,7 @@ def take_or(data: Array, idx: Array, fill: int) -> Array:
     """``data[idx]``, ``fill`` where ``idx`` is -1."""
     data = np.asarray(data)
     if not _numba_ok(data, idx) or len(data) == 0:
-        return np.where(idx >= 0, np.append(data, data.dtype.type(fill))[idx], fill).astype(
-            data.dtype, copy=False
-        )
+        return np.append(data, data.dtype.type(fill))[idx]  # -1: the appended fill
     out = np.empty(len(idx), dtype=data.dtype)
     _take_or(data, idx, data.dtype.type(fill), out)
     return out

@@ -11,6 +11,7 @@ never depends on the order; only the speed does.
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
 import numba
@@ -139,38 +140,48 @@ def _search(
             out[w] = lo
 
 
-def rows_of_words(words: pa.Array, claim_ids: pa.Array, first_row: Array) -> Array:
+class ClaimIds:
+    """The claims' claim_id column with its buffers, and whether the ids ascend
+    (checked once, for both the walk's leftovers and the repeated ids)."""
+
+    def __init__(self, ids: pa.Array | pa.ChunkedArray) -> None:
+        self.array = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
+        self.strings = pa.types.is_string(self.array.type)
+        if self.strings:
+            self.offsets, self.data, self.valid = _parts(self.array)
+
+    @cached_property
+    def ascending(self) -> bool:
+        return self.strings and bool(_ascending(self.offsets, self.data, self.valid))
+
+    def hashed(self, values: pa.Array) -> Array:
+        """The first row of each value by a hash lookup (-1: none)."""
+        looked = pc.index_in(values, value_set=self.array)
+        return np.asarray(looked.fill_null(-1).to_numpy(), dtype=np.int64)
+
+
+def rows_of_words(words: pa.Array, ids: ClaimIds, first_row: Array) -> Array:
     """Per word, the first claim row carrying it (-1: none).
 
     ``first_row``: per claim row, the first row with the same claim_id (a repeated
     id's rows all lead to the first, as a hash lookup of the id would).
     """
-    if isinstance(claim_ids, pa.ChunkedArray):
-        claim_ids = claim_ids.combine_chunks()
     if isinstance(words, pa.ChunkedArray):
         words = words.combine_chunks()
+    if not (pa.types.is_string(words.type) and ids.strings):
+        return ids.hashed(words)
     out = np.empty(len(words), dtype=np.int64)
-    if not (pa.types.is_string(words.type) and pa.types.is_string(claim_ids.type)):
-        looked = pc.index_in(words, value_set=claim_ids)
-        return np.asarray(looked.fill_null(-1).to_numpy(), dtype=np.int64)
     w_off, w_data, w_valid = _parts(words)
-    c_off, c_data, c_valid = _parts(claim_ids)
-    missed = _walk(w_off, w_data, w_valid, c_off, c_data, c_valid, out)
+    missed = _walk(w_off, w_data, w_valid, ids.offsets, ids.data, ids.valid, out)
     rest = np.flatnonzero(out < 0) if missed else np.zeros(0, dtype=np.int64)
-    searchable = len(rest) == 0 or (
-        bool(w_valid[rest].all()) and _ascending(c_off, c_data, c_valid)
-    )
-    if not searchable:
-        # nulls, or claim ids out of order: hash the ids (what the walk saved)
-        looked = pc.index_in(words.take(pa.array(rest)), value_set=claim_ids)
-        found = out >= 0
-        out[found] = first_row[out[found]]
-        out[rest] = np.asarray(looked.fill_null(-1).to_numpy(), dtype=np.int64)
-        return out
-    if len(rest):  # claim ids ascending (as exports list them): binary search
-        _search(w_off, w_data, w_valid, rest, c_off, c_data, out)
+    # the rest: binary search when the ids ascend (as exports list them), else hashed
+    searched = len(rest) > 0 and bool(w_valid[rest].all()) and ids.ascending
+    if searched:
+        _search(w_off, w_data, w_valid, rest, ids.offsets, ids.data, out)
     found = out >= 0
     out[found] = first_row[out[found]]
+    if len(rest) and not searched:  # nulls, or ids out of order
+        out[rest] = ids.hashed(words.take(pa.array(rest)))
     return out
 
 
@@ -184,17 +195,12 @@ def _run_starts(c_off: Array, c_data: Array, out: Array) -> None:  # pragma: no 
             out[k] = k
 
 
-def first_rows(claim_ids: pa.Array | pa.ChunkedArray) -> Array:
+def first_rows(ids: ClaimIds) -> Array:
     """Per claim row, the first row with the same claim_id (nulls: the first null
     row), as a hash lookup of the ids in themselves gives; one pass when the ids
     ascend, as exports list them."""
-    if isinstance(claim_ids, pa.ChunkedArray):
-        claim_ids = claim_ids.combine_chunks()
-    if pa.types.is_string(claim_ids.type) and claim_ids.null_count == 0:
-        c_off, c_data, c_valid = _parts(claim_ids)
-        if _ascending(c_off, c_data, c_valid):
-            out = np.empty(len(claim_ids), dtype=np.int64)
-            _run_starts(c_off, c_data, out)
-            return out
-    looked = pc.index_in(claim_ids, value_set=claim_ids)
-    return np.asarray(looked.fill_null(-1).to_numpy(), dtype=np.int64)
+    if ids.ascending and ids.array.null_count == 0:
+        out = np.empty(len(ids.array), dtype=np.int64)
+        _run_starts(ids.offsets, ids.data, out)
+        return out
+    return ids.hashed(ids.array)

@@ -19,7 +19,7 @@ def _first_rows(ids: pa.Array) -> np.ndarray:
 def _check(words: list[str | None], ids: list[str | None]) -> np.ndarray:
     claim_ids = pa.array(ids, pa.string())
     word_array = pa.array(words, pa.string())
-    got = join.rows_of_words(word_array, claim_ids, _first_rows(claim_ids))
+    got = join.rows_of_words(word_array, join.ClaimIds(claim_ids), _first_rows(claim_ids))
     want = pc.index_in(word_array, value_set=claim_ids).fill_null(-1).to_numpy()
     assert got.tolist() == want.tolist()
     return got
@@ -75,4 +75,4 @@ def test_first_rows_of_claim_ids(ids: list[str | None], ascending: bool) -> None
     if ascending:
         ids = sorted((i for i in ids if i is not None), key=lambda s: s.encode())
     claim_ids = pa.array(ids, pa.string())
-    assert join.first_rows(claim_ids).tolist() == _first_rows(claim_ids).tolist()
+    assert join.first_rows(join.ClaimIds(claim_ids)).tolist() == _first_rows(claim_ids).tolist()
