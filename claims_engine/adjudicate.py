@@ -19,7 +19,7 @@ plain tables).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
@@ -103,19 +103,22 @@ def money_text(cents: int) -> str:
 
 
 @numba.njit(cache=True, nogil=True)
-def _decimal_words(data: Array, take: Array, out: Array) -> bool:  # pragma: no cover
-    """``out`` (int64, 2 per row): data[take[i]] (data[i] if take is empty) as
-    little-endian 128-bit two's complement.  False if a value is beyond 18 digits.
-    (Memory-bound: threads do not make it faster.)"""
-    n = out.shape[0] // 2
-    gather = take.shape[0] > 0
+def _money_cents(data: Array, take: Array, out: Array) -> bool:  # pragma: no cover
+    """``out[i] = data[take[i]]``; with ``take`` empty, ``out`` is ``data`` and is
+    only checked.  False if a value is beyond 18 digits.  (Memory-bound: threads
+    do not make it faster.)"""
     ok = True
-    for i in range(n):
-        v = data[take[i]] if gather else data[i]
+    if take.shape[0] == 0:
+        for i in range(data.shape[0]):
+            v = data[i]
+            if v > MONEY_LIMIT or v < -MONEY_LIMIT:
+                ok = False
+        return ok
+    for i in range(out.shape[0]):
+        v = data[take[i]]
         if v > MONEY_LIMIT or v < -MONEY_LIMIT:
             ok = False
-        out[2 * i] = v
-        out[2 * i + 1] = v >> 63
+        out[i] = v
     return ok
 
 
@@ -312,13 +315,19 @@ def _dictionary(codes: Array, words: Sequence[str]) -> pa.DictionaryArray:
 
 
 def _money(data: Array, take: Array | None = None, valid: Array | None = None) -> pa.Array:
-    """Cents -> decimal128(18, 2), gathered by ``take`` on the way (no Python objects)."""
+    """Cents -> money, gathered by ``take`` on the way (no Python objects).
+
+    The column is a decimal64(18, 2) over the cents themselves: no 16-byte copy
+    of 8 million values, and the Parquet writer stores those same 8 bytes per
+    value (INT64 decimal(18, 2), read back as decimal128 like every other money
+    column: io/output.py).  ``Result``'s tables show it as decimal128.
+    """
     data = np.asarray(data)
-    gather = _NO_TAKE if take is None else take
     if data.dtype != object:
+        data = data.astype(np.int64, copy=False)
         n = len(data) if take is None else len(take)
-        words = np.empty(2 * n, dtype=np.int64)
-        if _decimal_words(data.astype(np.int64, copy=False), gather, words):
+        cents = data if take is None else np.empty(n, dtype=np.int64)
+        if _money_cents(data, _NO_TAKE if take is None else take, cents):
             null_count = 0
             bitmap = None
             if valid is not None:
@@ -326,7 +335,9 @@ def _money(data: Array, take: Array | None = None, valid: Array | None = None) -
                 null_count = int(n - np.count_nonzero(ok))
                 if null_count:
                     bitmap = pa.py_buffer(np.packbits(ok, bitorder="little"))
-            return pa.Array.from_buffers(schema.MONEY, n, [bitmap, pa.py_buffer(words)], null_count)
+            return pa.Array.from_buffers(
+                schema.MONEY64, n, [bitmap, pa.py_buffer(cents)], null_count
+            )
     # exact path: values beyond int64, or beyond 18 digits (Arrow refuses those)
     picked = data if take is None else data[take]
     kept = None if valid is None else (valid if take is None else valid[take])
@@ -585,7 +596,68 @@ def slim(out: Outcome) -> Outcome:
     )
 
 
-def build(out: Outcome, plan: Plan, batch_id: str) -> Result:
+def _line_table(
+    out: Outcome,
+    claim_order: Array | None,
+    keys: tuple[Column, Column, Column],
+    line_code: Array,
+    codes: tuple[Array, list[str]],
+    patient: tuple[Array, Array | None],
+) -> pa.Table:
+    """The lines output, in (claim_id, kind, line_no) order.  ``keys``: the lines'
+    claim_id, kind and line_no; ``codes``: reason bits and their vocabulary;
+    ``patient``: what the patient pays per line, and where that is known."""
+    line_ids, kinds, line_nos = keys
+    line_bits, line_vocabulary = codes
+    line_patient, patient_ok = patient
+    kind_codes = _small_codes(kinds, _KINDS)
+    line_no_valid = _valid(line_nos)
+    line_no = np.asarray(line_nos.fill_null(0).to_numpy(), dtype=np.int32)
+    order = _line_order(
+        out, claim_order, kind_codes, line_no, line_no_valid, (line_ids, kinds, line_nos)
+    )
+    take = order.take
+    if take is None or order.same_claims:
+        line_claim_ids = plain(line_ids)
+    else:
+        line_claim_ids = take_rows(line_ids, take)
+    if kind_codes is not None:
+        kind_out: Column = _dictionary(kind_codes if take is None else kind_codes[take], _KINDS)
+    else:
+        kind_out = plain(kinds) if take is None else take_rows(kinds, take)
+    if take is None:
+        line_no_out: Column = line_nos
+    else:
+        ok = line_no_valid[take]
+        line_no_out = pa.array(line_no[take], type=pa.int32(), mask=None if ok.all() else ~ok)
+    return pa.table(
+        {
+            "claim_id": line_claim_ids,
+            "kind": kind_out,
+            "line_no": line_no_out,
+            "decision": _dictionary(
+                line_code if take is None else line_code[take], schema.LINE_DECISIONS
+            ),
+            "reason_codes": _code_lists(line_bits, line_vocabulary, take),
+            "eligible": _money(out.line_eligible, take),
+            "fund_pays": _money(out.line_fund, take),
+            "patient_pays": _money(line_patient, take, patient_ok),
+        }
+    )
+
+
+def _keep(name: str, table: pa.Table) -> None:
+    """``build``'s default ``emit``: the tables are only returned."""
+
+
+def build(
+    out: Outcome, plan: Plan, batch_id: str, emit: Callable[[str, pa.Table], None] = _keep
+) -> Result:
+    """The output tables and summary of an evaluated batch.
+
+    ``emit(name, table)`` is called as each output table is complete, the lines
+    first (io/output.OutputStage writes each while the next is built).
+    """
     claims, lines = out.claims, out.lines
     nc, nl = claims.num_rows, lines.num_rows
     row = out.intake.line_claim_row
@@ -642,8 +714,18 @@ def build(out: Outcome, plan: Plan, batch_id: str) -> Result:
             pa.array(out.claim_rejected), pa.scalar(None, rate_arr.type), rate_arr
         )
 
-    # claims: one table per decision, each in claim_id order
     claim_order = _claim_order(claim_ids)
+    line_out = _line_table(
+        out,
+        claim_order,
+        (line_ids, kinds, line_nos),
+        line_code,
+        (line_bits, line_vocabulary),
+        (line_patient, patient_ok),
+    )
+    emit("lines", line_out)  # the biggest file: written while the rest is built
+
+    # claims: one table per decision, each in claim_id order
     claim_arrow = {
         "claim_id": claim_ids,
         "card_no": plain(claims.column("card_no")),
@@ -685,42 +767,10 @@ def build(out: Outcome, plan: Plan, batch_id: str) -> Result:
             }
         )
 
-    # lines, in (claim_id, kind, line_no) order
-    kind_codes = _small_codes(kinds, _KINDS)
-    line_no_valid = _valid(line_nos)
-    line_no = np.asarray(line_nos.fill_null(0).to_numpy(), dtype=np.int32)
-    order = _line_order(
-        out, claim_order, kind_codes, line_no, line_no_valid, (line_ids, kinds, line_nos)
-    )
-    take = order.take
-    if take is None or order.same_claims:
-        line_claim_ids = plain(line_ids)
-    else:
-        line_claim_ids = take_rows(line_ids, take)
-    if kind_codes is not None:
-        kind_out: Column = _dictionary(kind_codes if take is None else kind_codes[take], _KINDS)
-    else:
-        kind_out = plain(kinds) if take is None else take_rows(kinds, take)
-    if take is None:
-        line_no_out: Column = line_nos
-    else:
-        ok = line_no_valid[take]
-        line_no_out = pa.array(line_no[take], type=pa.int32(), mask=None if ok.all() else ~ok)
-    line_out = pa.table(
-        {
-            "claim_id": line_claim_ids,
-            "kind": kind_out,
-            "line_no": line_no_out,
-            "decision": _dictionary(
-                line_code if take is None else line_code[take], schema.LINE_DECISIONS
-            ),
-            "reason_codes": _code_lists(line_bits, line_vocabulary, take),
-            "eligible": _money(out.line_eligible, take),
-            "fund_pays": _money(out.line_fund, take),
-            "patient_pays": _money(line_patient, take, patient_ok),
-        }
-    )
+    for name in schema.DECISIONS:
+        emit(name, split[name])
     reasons = _reasons(out, claim_ids, line_ids, kinds)
+    emit("reasons", reasons)
 
     by_decision = {}
     for i, name in enumerate(schema.DECISIONS):

@@ -22,7 +22,7 @@ from claims_engine import adjudicate, engine, schema
 from claims_engine.errors import ClaimsEngineError
 from claims_engine.history import HistoryStore
 from claims_engine.io.batch import Batch, batch_files, read_batch
-from claims_engine.io.output import content_hash, output_lock, write_outputs
+from claims_engine.io.output import OutputStage, content_hash, output_lock
 from claims_engine.io.reference import load_reference
 from claims_engine.kernels import preload
 from claims_engine.plan.compiler import compile_pack
@@ -187,18 +187,21 @@ def adjudicate_batch(
             # cycle collector; then the freed columns go back to the system
             gc.collect()
             pa.default_memory_pool().release_unused()
-        progress("decide")
         bid = batch_id if batch_hash is None else batch_hash.result()
         assert bid is not None
-        result = adjudicate.build(outcome, inputs.plan, bid)
-        timings["evaluate"] = t4 - t3
-        timings["adjudicate"] = time.perf_counter() - t4
-        progress("write")
-        t5 = time.perf_counter()
-        result.summary["timings"].update({k: round(v, 4) for k, v in timings.items()})
-        if codes is not None:
-            result.summary["pack"]["selected_codes"] = sorted(codes)
-        write_outputs(out_dir, result.tables(), result.summary)
+        with OutputStage(out_dir) as stage:
+            progress("decide")
+            # each output table is written (on a thread) as soon as it is built
+            result = adjudicate.build(outcome, inputs.plan, bid, emit=stage.add)
+            timings["evaluate"] = t4 - t3
+            timings["adjudicate"] = time.perf_counter() - t4
+            progress("write")
+            t5 = time.perf_counter()
+            result.summary["timings"].update({k: round(v, 4) for k, v in timings.items()})
+            if codes is not None:
+                result.summary["pack"]["selected_codes"] = sorted(codes)
+            stage.publish(result.summary)
+        # the writing left after building (most of it overlaps "adjudicate")
         result.summary["timings"]["write"] = round(time.perf_counter() - t5, 4)
         if store is not None and past is not None:
             progress("history")

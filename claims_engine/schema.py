@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 MONEY = pa.decimal128(18, 2)
+# the same values as 8-byte integers: how outputs carry money until they are written
+MONEY64 = pa.decimal64(18, 2)
 QUANTITY = pa.decimal128(13, 3)
 UNIT_PRICE = pa.decimal128(18, 3)
 TIMESTAMP = pa.timestamp("s")

@@ -74,17 +74,7 @@ def read_table_file(
         raise BatchError(f"{path}: is not a file")
     try:
         if suffix == ".parquet":
-            if as_dictionary:
-                schema = pq.read_schema(path)
-                wanted = [
-                    f.name
-                    for f in schema
-                    if f.name in as_dictionary
-                    and pa.types.is_string(f.type)
-                    and (columns is None or f.name in columns)
-                ]
-                return pq.read_table(path, columns=columns, read_dictionary=wanted or None)
-            return pq.read_table(path, columns=columns)
+            return _read_parquet(path, columns, as_dictionary)
         if suffix == ".arrow":
             return _read_ipc(path)
         return _read_csv(path)
@@ -93,6 +83,37 @@ def read_table_file(
     except (pa.ArrowException, OSError, ValueError, UnicodeDecodeError, csv.Error) as exc:
         kind = {".parquet": "Parquet", ".arrow": "Arrow IPC", ".csv": "CSV"}[suffix]
         raise BatchError(f"{path}: cannot be read as {kind}: {exc}") from exc
+
+
+def _read_parquet(path: Path, columns: list[str] | None, as_dictionary: frozenset[str]) -> pa.Table:
+    """A Parquet file read whole by its own reader, not the dataset scanner.
+
+    ``pq.read_table`` scans through pyarrow.dataset, which cuts a million-row row
+    group into ~130k-row batches: at a million claims that is 61 chunks per
+    column, 12% more memory, and a third more time (0.8-1.5 s against 0.63-0.8 s
+    for the lines file, measured).  The file reader returns one chunk per column
+    (dictionary columns: one per row group).
+    """
+    with pq.ParquetFile(path) as probe:
+        schema = probe.schema_arrow
+    wanted = [
+        f.name
+        for f in schema
+        if f.name in as_dictionary
+        and pa.types.is_string(f.type)
+        and (columns is None or f.name in columns)
+    ]
+    with pq.ParquetFile(path, read_dictionary=wanted or None) as parquet:
+        if parquet.metadata.num_row_groups <= 1:
+            return parquet.read(columns=columns)
+        # Row group by row group: each group's page and decoding buffers are freed
+        # before the next one reuses them, where a whole-file read holds them all
+        # at once (twice the table's size in fresh memory, which page-faults)
+        groups = [
+            parquet.read_row_group(i, columns=columns)
+            for i in range(parquet.metadata.num_row_groups)
+        ]
+        return pa.concat_tables(groups)
 
 
 def _read_ipc(path: Path) -> pa.Table:

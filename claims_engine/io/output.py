@@ -19,11 +19,10 @@ folder).  Writers of the same directory are serialised with ``flock`` on
 the start of a run, and :func:`write_outputs` reuses it when this process
 already holds it.
 
-Writing is CPU-bound (Parquet encoding; the fsyncs are a small part), so: the
-files are encoded on several threads, the biggest first; decimals of up to 18
-digits are stored as delta-encoded INT64 (read back as the same decimal type);
-statistics only for claim_id.  Dictionary columns are written as their plain
-values, so every reader sees the contract's string type.
+Writing is CPU-bound (Parquet encoding, io/parquet_out.py; the fsyncs are a
+small part), so the files are encoded on several threads, each as soon as its
+table is ready (:class:`OutputStage`): a run writes its biggest file, the lines,
+while it is still building the claim tables.
 """
 
 from __future__ import annotations
@@ -42,17 +41,17 @@ import stat
 import sys
 import threading
 from collections.abc import Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from claims_engine.errors import BatchError, ClaimsEngineError, OutputError
+from claims_engine.io.parquet_out import plain_schema, plain_table, write_parquet
 
 __all__ = [
     "OUTPUT_FILE_NAMES",
+    "OutputStage",
     "content_hash",
     "fsync_dir",
     "fsync_path",
@@ -66,11 +65,11 @@ __all__ = [
 #: Names (besides ``*.parquet``) the engine may leave in an output directory.
 OUTPUT_FILE_NAMES = frozenset({"summary.json", "report.txt", "report.json"})
 SUMMARY_NAME = "summary.json"
-PARQUET_COMPRESSION = "snappy"  # fastest to write here (zstd is ~30% smaller, ~50% slower)
 
 _TABLE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _HASH_CHUNK = 1 << 20
 _MAX_LISTED = 10
+WRITERS = min(8, max(2, os.cpu_count() or 2))  # threads encoding Parquet
 
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
@@ -329,146 +328,10 @@ def _remove_stale(out_dir: Path) -> None:
         pass
 
 
-def _strip_pandas(table: pa.Table) -> pa.Table:
-    metadata = table.schema.metadata
-    if not metadata or b"pandas" not in metadata:
-        return table
-    kept = {k: v for k, v in metadata.items() if k != b"pandas"}
-    return table.replace_schema_metadata(kept or None)
-
-
-# Columns with few distinct values: dictionary-encoded (elsewhere it only costs time).
-LOW_CARDINALITY = frozenset({"kind", "decision", "severity", "code", "rule_id", "facility_id"})
-# Row-group min/max narrow a search only on the column the files are sorted by; in
-# every other column each row group spans nearly the whole range (and computing
-# them costs more than encoding some of those columns).
-STATISTICS = frozenset({"claim_id"})
-ROW_GROUP_ROWS = 1 << 20
-WRITE_BUFFER = 1 << 20
-WRITERS = min(8, max(2, os.cpu_count() or 2))  # threads encoding Parquet
-
-
-def plain_schema(schema: pa.Schema) -> pa.Schema:
-    """``schema`` with each dictionary column typed as its values (what readers see)."""
-    fields = [
-        f.with_type(f.type.value_type) if pa.types.is_dictionary(f.type) else f for f in schema
-    ]
-    return pa.schema(fields, metadata=schema.metadata)
-
-
-def plain_table(table: pa.Table) -> pa.Table:
-    """``table`` with dictionary columns cast to their value type."""
-    plain = plain_schema(table.schema)
-    return table if plain.equals(table.schema) else table.cast(plain)
-
-
-def _parquet_options(table: pa.Table) -> dict[str, Any]:
-    dictionary = [
-        f.name for f in table.schema if f.name in LOW_CARDINALITY or pa.types.is_dictionary(f.type)
-    ]
-    # Integers, and decimals of up to 18 digits stored as INT64 (the same Arrow type
-    # when read), delta-encoded: smaller and faster to write than plain values (for
-    # decimals, 8-byte big-endian FIXED_LEN_BYTE_ARRAY, which costs a byte swap).
-    delta = {
-        f.name: "DELTA_BINARY_PACKED"
-        for f in table.schema
-        if f.name not in dictionary
-        and (
-            (pa.types.is_decimal(f.type) and f.type.precision <= 18) or pa.types.is_integer(f.type)
-        )
-    }
-    return {
-        "compression": PARQUET_COMPRESSION,
-        "use_dictionary": dictionary,
-        "write_statistics": [n for n in table.column_names if n in STATISTICS],
-        "store_decimal_as_integer": True,
-        "column_encoding": delta or None,
-    }
-
-
-def _same_without_schema(f: pa.Field) -> bool:
-    """Whether a field reads back with the same type from the Parquet types alone."""
-    ty = f.type
-    if pa.types.is_dictionary(ty):
-        ty = ty.value_type
-    if pa.types.is_list(ty):
-        ty = ty.value_type
-    simple = (
-        pa.types.is_string(ty)
-        or pa.types.is_integer(ty)
-        or pa.types.is_decimal(ty)
-        or pa.types.is_boolean(ty)
-        or pa.types.is_date32(ty)
-    )
-    return simple and not f.metadata
-
-
-def _writable(table: pa.Table) -> tuple[pa.Table, bool]:
-    """The table to write, and whether to store its Arrow schema in the file.
-
-    Dictionary columns (kind, decision) are written as they are: their words become
-    the column's dictionary page, where a cast to plain strings would have the
-    writer hash 8 million strings back into that same dictionary.  The Arrow schema
-    is then not stored, so readers see the Parquet types (plain strings, as the
-    contract says, not dictionaries); that needs types that read back the same
-    without it.  Otherwise, or with a null among a dictionary's words (the writer
-    cannot write those), the plain table is written as usual.
-    """
-    dictionaries = [f for f in table.schema if pa.types.is_dictionary(f.type)]
-    if not dictionaries:
-        return table, True
-    if not all(_same_without_schema(f) for f in table.schema) or any(
-        c.dictionary.null_count for f in dictionaries for c in table.column(f.name).chunks
-    ):
-        return plain_table(table), True
-    return table, False
-
-
 def _write_table(table: pa.Table, target: Path) -> None:
     """One Parquet file, written on this thread, then synced."""
-    table, store_schema = _writable(_strip_pandas(table))
-    # An OSFile behind a buffer: the Parquet writer's many small writes (page
-    # headers, pages) become few; a path would cost ~25% more CPU here.
-    with (
-        pa.OSFile(os.fspath(target), "wb") as raw,
-        pa.BufferedOutputStream(raw, buffer_size=WRITE_BUFFER) as sink,
-        pq.ParquetWriter(
-            sink, table.schema, store_schema=store_schema, **_parquet_options(table)
-        ) as writer,
-    ):
-        if table.schema.metadata and not store_schema:  # kept as the file's metadata
-            writer.add_key_value_metadata(table.schema.metadata)
-        writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+    write_parquet(table, target)
     fsync_path(target)
-
-
-def _stage(
-    staging: Path, tables: Mapping[str, pa.Table], summary_text: str, mode: int | None
-) -> None:
-    """Write every file into ``staging`` and make it durable (files and entries)."""
-    os.mkdir(staging, 0o777)
-    target = staging / SUMMARY_NAME
-    with open(target, "w", encoding="utf-8", newline="\n") as handle:
-        handle.write(summary_text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    targets = {name: staging / f"{name}.parquet" for name in tables}
-    for path in targets.values():  # every entry exists now: the directory is final
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-    if mode is not None:  # keep the permissions of the directory being replaced
-        os.chmod(staging, mode)
-    # Encoding releases the GIL: the files are encoded on several threads, the
-    # biggest table first; this thread syncs the directory meanwhile.
-    names = sorted(tables, key=lambda name: -tables[name].num_rows)
-    with ThreadPoolExecutor(max_workers=WRITERS) as pool:
-        try:
-            futures = [pool.submit(_write_table, tables[n], targets[n]) for n in names]
-            fsync_dir(staging)
-            for future in futures:
-                future.result()
-        except BaseException:
-            pool.shutdown(cancel_futures=True)
-            raise
 
 
 def _publish(staging: Path, out_dir: Path, existed: bool) -> None:
@@ -498,35 +361,105 @@ def _publish(staging: Path, out_dir: Path, existed: bool) -> None:
     _rmtree_quietly(old)
 
 
+class OutputStage:
+    """An output directory being written: each table is encoded into a staging
+    folder on a thread as soon as it is added, and all files appear at once.
+
+        with OutputStage(out_dir) as stage:
+            stage.add("lines", lines)    # encoding starts now, meanwhile...
+            stage.add("approved", approved)
+            stage.publish(summary)       # waits for the files, syncs, publishes
+
+    A block left without ``publish`` (an exception) waits for the files being
+    encoded, removes the staging folder and leaves the previous outputs as they
+    were.  The writer lock is held from entry to exit.  Raises
+    :class:`ClaimsEngineError` (exit 2) for an ``out_dir`` that is a file or holds
+    entries that are not engine outputs, :class:`OutputError` (exit 3) for a
+    concurrent writer or any OS error.
+    """
+
+    def __init__(self, out_dir: Path) -> None:
+        self._out_dir = out_dir
+        self._exit = contextlib.ExitStack()
+        self._files: dict[str, Future[None]] = {}
+        self._published = False
+
+    def __enter__(self) -> OutputStage:
+        with self._exit as stack:
+            path = self._path = stack.enter_context(output_lock(self._out_dir))
+            recover(path)
+            _remove_stale(path)
+            self._existed = _check_out_dir(path)
+            self._staging = _side_path(path, "staging")
+            try:
+                os.mkdir(self._staging, 0o777)
+                stack.callback(self._discard)
+                if self._existed:  # keep the permissions of the directory being replaced
+                    os.chmod(self._staging, stat.S_IMODE(os.stat(path).st_mode))
+            except OSError as exc:
+                raise _output_error(path, exc) from None
+            # Encoding releases the GIL: files are encoded on several threads
+            self._pool = ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="write")
+            stack.callback(self._pool.shutdown, cancel_futures=True)
+            self._exit = stack.pop_all()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._exit.close()
+
+    def _discard(self) -> None:
+        """Unless published: the staging folder goes, once no thread writes into it."""
+        if not self._published:
+            pool = getattr(self, "_pool", None)
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
+            _rmtree_quietly(self._staging)
+
+    def add(self, name: str, table: pa.Table) -> None:
+        """Start writing ``<name>.parquet`` (on a thread)."""
+        if not _TABLE_NAME.match(name) or f"{name}.parquet" == SUMMARY_NAME:
+            raise ValueError(f"invalid output table name {name!r}")
+        if name in self._files:
+            raise ValueError(f"output table {name!r} added twice")
+        target = self._staging / f"{name}.parquet"
+        try:
+            os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except OSError as exc:
+            raise _output_error(self._path, exc) from None
+        self._files[name] = self._pool.submit(_write_table, table, target)
+
+    def publish(self, summary: Mapping[str, object]) -> None:
+        """Write ``summary.json``, wait for every file, make all durable, publish."""
+        text = json.dumps(summary, indent=2, sort_keys=False, ensure_ascii=False) + "\n"
+        try:
+            with open(self._staging / SUMMARY_NAME, "x", encoding="utf-8", newline="\n") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            fsync_dir(self._staging)  # every entry exists now: the directory is final
+            for future in self._files.values():
+                future.result()
+            _publish(self._staging, self._path, self._existed)
+        except OSError as exc:
+            raise _output_error(self._path, exc) from None
+        self._published = True
+
+
 def write_outputs(
     out_dir: Path, tables: Mapping[str, pa.Table], summary: Mapping[str, object]
 ) -> None:
     """Write ``<name>.parquet`` per table plus ``summary.json`` into ``out_dir`` atomically.
 
-    All files appear or none change; a failure leaves the previous outputs as they
-    were and no staging directory.  Raises :class:`ClaimsEngineError` (exit 2) for
-    an ``out_dir`` that is a file or holds entries that are not engine outputs,
-    :class:`OutputError` (exit 3) for a concurrent writer or any OS error.
+    All files appear or none change (see :class:`OutputStage`, which this is with
+    every table at hand).
     """
-    for name in tables:
+    for name in tables:  # every name checked before any work
         if not _TABLE_NAME.match(name) or f"{name}.parquet" == SUMMARY_NAME:
             raise ValueError(f"invalid output table name {name!r}")
-    summary_text = json.dumps(summary, indent=2, sort_keys=False, ensure_ascii=False) + "\n"
-
-    with output_lock(out_dir) as path:
-        recover(path)
-        _remove_stale(path)
-        existed = _check_out_dir(path)
-        mode = stat.S_IMODE(os.stat(path).st_mode) if existed else None
-        staging = _side_path(path, "staging")
-        try:
-            _stage(staging, tables, summary_text, mode)
-            _publish(staging, path, existed)
-        except BaseException as exc:
-            _rmtree_quietly(staging)
-            if isinstance(exc, OSError):
-                raise _output_error(path, exc) from None
-            raise
+    with OutputStage(out_dir) as stage:
+        for name in sorted(tables, key=lambda name: -tables[name].num_rows):  # biggest first
+            stage.add(name, tables[name])
+        stage.publish(summary)
 
 
 # --------------------------------------------------------------------------- hash

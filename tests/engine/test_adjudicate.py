@@ -358,10 +358,26 @@ def test_result_properties_are_contract_typed(
     out = _run(generated, plan, reference)
     result = adjudicate.build(out, plan, "t")
     assert pa.types.is_dictionary(result.tables()["lines"].schema.field("kind").type)
+    assert result.tables()["lines"].schema.field("fund_pays").type == schema.MONEY64
     for name in ("approved", "rejected", "flagged", "lines", "reasons"):
         table = getattr(result, name)
         assert not any(pa.types.is_dictionary(t) for t in table.schema.types)
+        assert not any(t == schema.MONEY64 for t in table.schema.types)
         assert table.equals(result.tables()[name].cast(table.schema))
+
+
+def test_tables_are_emitted_as_built_lines_first(
+    generated: Batch, plan: Plan, reference: dict[str, pa.Table]
+) -> None:
+    """The pipeline writes each table as ``build`` emits it (io/output.OutputStage):
+    the lines, the biggest, first; every table once, the same as the result's."""
+    out = _run(generated, plan, reference)
+    emitted: list[tuple[str, pa.Table]] = []
+    result = adjudicate.build(out, plan, "t", emit=lambda n, t: emitted.append((n, t)))
+    assert [name for name, _ in emitted][0] == "lines"
+    assert sorted(name for name, _ in emitted) == sorted(result.tables())
+    for name, table in emitted:
+        assert table is result.tables()[name]
     assert result.claim_decisions.type == pa.string()
     assert result.line_decisions.type == pa.string()
     assert len(result.claim_decisions) == out.claims.num_rows
@@ -382,7 +398,7 @@ def test_money_extremes_and_negatives() -> None:
         dtype=np.int64,
     )
     got = adjudicate._money(values)
-    assert got.type == MONEY
+    assert got.type == schema.MONEY64  # the cents themselves, as written (io/output.py)
     assert got.to_pylist() == _cents(values)
     take = np.array([7, 5, 0, 6], dtype=np.int64)
     assert adjudicate._money(values, take).to_pylist() == _cents(values[take])
@@ -391,8 +407,8 @@ def test_money_extremes_and_negatives() -> None:
     assert masked.to_pylist() == [_cents([values[7]])[0], _cents([values[5]])[0], Decimal(0), None]
     assert masked.null_count == 1
     # the same through Arrow's own conversion from Python decimals
-    assert got.equals(pa.array(_cents(values), MONEY))
-    assert adjudicate._money(np.zeros(0, dtype=np.int64)).equals(pa.array([], MONEY))
+    assert got.cast(MONEY).equals(pa.array(_cents(values), MONEY))
+    assert adjudicate._money(np.zeros(0, dtype=np.int64)).cast(MONEY).equals(pa.array([], MONEY))
 
 
 @pytest.mark.parametrize(
@@ -419,7 +435,8 @@ def test_money_written_exactly(tmp_path: Path) -> None:
     )
     write_outputs(tmp_path / "out", {"t": table}, {})
     back = pq.read_table(tmp_path / "out" / "t.parquet")
-    assert back.equals(table)
+    assert back.schema.field("m").type == MONEY  # decimal64 in memory, decimal128 when read
+    assert back.equals(table.cast(pa.schema([("claim_id", pa.string()), ("m", MONEY)])))
     assert back.column("m").to_pylist() == [*_cents(values[:3]), None]
 
 

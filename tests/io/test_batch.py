@@ -447,3 +447,28 @@ def test_parquet_checks_skipped_only_where_metadata_proves_them(tmp_path: Path) 
     ]
     assert batch.lines.column("kind").to_pylist() == ["drug", "drug", None, "drug"]
     assert batch.codes["line"]["kind"].indices.tolist()[2] == -1  # codes follow the nulls
+
+
+@pytest.mark.parametrize("row_groups", [1, 4])
+def test_parquet_read_by_row_groups(tmp_path: Path, row_groups: int) -> None:
+    """A file of several row groups reads back as one table, a chunk per row group,
+    string columns as dictionaries where asked, nothing lost or reordered."""
+    n = 1000
+    table = pa.table(
+        {
+            "claim_id": [f"c{i // 3:04d}" for i in range(n)],
+            "line_no": pa.array(range(n), pa.int32()),
+            "amount": pa.array([Decimal(i) / 100 for i in range(n)], pa.decimal128(18, 2)),
+            "note": [None if i % 7 else "x" for i in range(n)],
+        }
+    )
+    path = tmp_path / "lines.parquet"
+    pq.write_table(table, path, row_group_size=n // row_groups)
+    back = read_table_file(path, ["claim_id", "line_no", "amount"], frozenset({"claim_id"}))
+    assert back.column_names == ["claim_id", "line_no", "amount"]
+    assert back.column("line_no").num_chunks == row_groups
+    assert pa.types.is_dictionary(back.schema.field("claim_id").type)
+    assert back.column("claim_id").cast(pa.string()).equals(table.column("claim_id"))
+    assert back.select(["line_no", "amount"]).equals(table.select(["line_no", "amount"]))
+    whole = read_table_file(path)
+    assert whole.equals(table)

@@ -13,12 +13,13 @@ import threading
 from decimal import Decimal
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from claims_engine.errors import BatchError, ClaimsEngineError, OutputError
-from claims_engine.io import output
+from claims_engine.io import output, parquet_out
 from claims_engine.io.output import content_hash, output_lock, recover, write_outputs
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -194,7 +195,7 @@ _SLOW_WRITER = textwrap.dedent(
     import sys, time
     from pathlib import Path
     import pyarrow as pa
-    from claims_engine.io import output
+    from claims_engine.io import output, parquet_out
 
     real = output._write_table
 
@@ -697,7 +698,7 @@ def test_statistics_only_for_the_sort_column(out_dir: Path) -> None:
 
 
 def test_empty_and_many_row_group_tables(out_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(output, "ROW_GROUP_ROWS", 4)
+    monkeypatch.setattr(parquet_out, "ROW_GROUP_ROWS", 4)
     big = pa.table(
         {
             "claim_id": [f"{i:03d}" for i in range(10)],
@@ -728,3 +729,57 @@ def test_failure_in_one_file_leaves_previous_outputs(
         write_outputs(out_dir, {"lines": lines, **_tables("new")}, _summary("new"))
     assert _snapshot(out_dir) == previous
     assert _side_dirs(out_dir) == []
+
+
+# --------------------------------------------------------------------------- staged writing
+
+
+def test_stage_writes_each_table_as_added_and_publishes_at_once(
+    out_dir: Path, previous: dict[str, bytes]
+) -> None:
+    tables = _tables("new")
+    with output.OutputStage(out_dir) as stage:
+        stage.add("approved", tables["approved"])
+        # being written into the staging folder: the previous outputs are untouched
+        assert _snapshot(out_dir) == previous
+        stage.add("reasons", tables["reasons"])
+        stage.publish(_summary("new"))
+    assert _read_back(out_dir, "approved").equals(tables["approved"])
+    assert _read_back(out_dir, "reasons").equals(tables["reasons"])
+    assert json.loads((out_dir / "summary.json").read_text())["batch_id"] == "new"
+    assert _side_dirs(out_dir) == []
+
+
+def test_stage_left_without_publishing_keeps_previous_outputs(
+    out_dir: Path, previous: dict[str, bytes]
+) -> None:
+    with pytest.raises(RuntimeError, match="building failed"):
+        with output.OutputStage(out_dir) as stage:
+            stage.add("approved", _tables("new")["approved"])
+            raise RuntimeError("building failed")
+    assert _snapshot(out_dir) == previous
+    assert _side_dirs(out_dir) == []
+
+
+def test_stage_refuses_a_table_added_twice_or_badly_named(out_dir: Path) -> None:
+    table = _tables("new")["reasons"]
+    with output.OutputStage(out_dir) as stage:
+        stage.add("reasons", table)
+        with pytest.raises(ValueError, match="added twice"):
+            stage.add("reasons", table)
+        with pytest.raises(ValueError, match="invalid output table name"):
+            stage.add("../x", table)
+        stage.publish({})
+    assert sorted(p.name for p in out_dir.iterdir()) == ["reasons.parquet", "summary.json"]
+
+
+def test_money_carried_as_decimal64_is_written_and_read_as_decimal128(out_dir: Path) -> None:
+    cents = pa.py_buffer(np.array([1050, -1, 0], dtype=np.int64))
+    money = pa.Array.from_buffers(pa.decimal64(18, 2), 3, [None, cents])
+    table = pa.table({"claim_id": ["a", "b", "c"], "fund_pays": money})
+    assert output.plain_schema(table.schema).field("fund_pays").type == pa.decimal128(18, 2)
+    write_outputs(out_dir, {"approved": table}, {})
+    back = _read_back(out_dir, "approved")
+    assert back.schema.field("fund_pays").type == pa.decimal128(18, 2)
+    assert back.column("fund_pays").to_pylist() == [Decimal("10.50"), Decimal("-0.01"), Decimal(0)]
+    assert back.equals(output.plain_table(table))
