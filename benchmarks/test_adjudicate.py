@@ -1,12 +1,15 @@
 """End-to-end adjudication: Parquet in, outputs written; per-stage times and peak RSS.
 
 Run with `make bench` (BENCH_CLAIMS=100000 for a quicker run).  The adjudication
-runs in a child process so its peak RSS is measured alone (RUSAGE_CHILDREN).
+runs in a child process so its peak RSS is measured alone; end to end is the
+median of ``BENCH_E2E_ROUNDS`` (3) runs.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -25,21 +28,34 @@ def _adjudicate(batch: Path, out: Path) -> dict[str, Any]:
     return summary
 
 
+# Rounds of the end-to-end run: on this VM memory touched for the first time
+# after a pause costs up to ~1 s more of system time (docs/decisions.md, 45),
+# so one round measures the VM as much as the engine.  The median is reported,
+# with every round beside it.
+ROUNDS = int(os.environ.get("BENCH_E2E_ROUNDS", "3"))
+
+
 @pytest.mark.parametrize("scale", ["big"])
 def test_adjudicate_end_to_end(benchmark: Any, big_claims: int, tmp_path: Path, scale: str) -> None:
     batch = batch_folder(big_claims)
     lines = pq.ParquetFile(batch / "lines.parquet").metadata.num_rows
-    summary: dict[str, Any] = {}
+    runs: list[dict[str, Any]] = []
 
     def once() -> None:
-        summary.update(_adjudicate(batch, tmp_path / "out"))
+        runs.append(_adjudicate(batch, tmp_path / "out"))
 
-    benchmark.pedantic(once, rounds=1, iterations=1)
+    benchmark.pedantic(once, rounds=ROUNDS, iterations=1)
+    walls = list(benchmark.stats.stats.data)
+    median = statistics.median(walls)
+    # the stage timings of the round nearest the median
+    summary = runs[min(range(len(walls)), key=lambda i: abs(walls[i] - median))]
+    peak = max(r["peak_rss_mib"] for r in runs)
     benchmark.extra_info.update(
         {
             "claims": big_claims,
             "lines": lines,
-            "peak_rss_mib": summary["peak_rss_mib"],
+            "peak_rss_mib": peak,
+            "rounds_seconds": [round(w, 3) for w in walls],
             "timings": summary["timings"],
         }
     )
@@ -49,8 +65,9 @@ def test_adjudicate_end_to_end(benchmark: Any, big_claims: int, tmp_path: Path, 
             {
                 "claims": big_claims,
                 "lines": lines,
-                "seconds": benchmark.stats.stats.max,
-                "peak_rss_mib": summary["peak_rss_mib"],
+                "seconds": round(median, 3),
+                "rounds_seconds": [round(w, 3) for w in walls],
+                "peak_rss_mib": peak,
                 "timings": summary["timings"],
                 "decisions": summary["decisions"],
                 "codes": summary["codes"],
@@ -59,8 +76,8 @@ def test_adjudicate_end_to_end(benchmark: Any, big_claims: int, tmp_path: Path, 
         )
     )
     print(
-        f"\n{big_claims:,} claims / {lines:,} lines: {benchmark.stats.stats.max:.2f} s, "
-        f"peak RSS {summary['peak_rss_mib']:.0f} MiB"
+        f"\n{big_claims:,} claims / {lines:,} lines: {median:.2f} s (median of "
+        f"{', '.join(f'{w:.2f}' for w in walls)}), peak RSS {peak:.0f} MiB"
     )
     for stage, seconds in summary["timings"].items():
         print(f"  {stage:22} {seconds:8.3f} s")

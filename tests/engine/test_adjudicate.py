@@ -374,7 +374,7 @@ def test_tables_are_emitted_as_built_lines_first(
     out = _run(generated, plan, reference)
     emitted: list[tuple[str, pa.Table]] = []
     result = adjudicate.build(out, plan, "t", emit=lambda n, t: emitted.append((n, t)))
-    assert [name for name, _ in emitted][0] == "lines"
+    assert emitted[0][0] == "lines"
     assert sorted(name for name, _ in emitted) == sorted(result.tables())
     for name, table in emitted:
         assert table is result.tables()[name]

@@ -753,10 +753,12 @@ def test_stage_writes_each_table_as_added_and_publishes_at_once(
 def test_stage_left_without_publishing_keeps_previous_outputs(
     out_dir: Path, previous: dict[str, bytes]
 ) -> None:
-    with pytest.raises(RuntimeError, match="building failed"):
-        with output.OutputStage(out_dir) as stage:
-            stage.add("approved", _tables("new")["approved"])
-            raise RuntimeError("building failed")
+    with (
+        pytest.raises(RuntimeError, match="building failed"),
+        output.OutputStage(out_dir) as stage,
+    ):
+        stage.add("approved", _tables("new")["approved"])
+        raise RuntimeError("building failed")
     assert _snapshot(out_dir) == previous
     assert _side_dirs(out_dir) == []
 
