@@ -361,6 +361,11 @@ def _publish(staging: Path, out_dir: Path, existed: bool) -> None:
     _rmtree_quietly(old)
 
 
+def _check_table_name(name: str) -> None:
+    if not _TABLE_NAME.match(name):
+        raise ValueError(f"invalid output table name {name!r}")
+
+
 class OutputStage:
     """An output directory being written: each table is encoded into a staging
     folder on a thread as soon as it is added, and all files appear at once.
@@ -417,8 +422,7 @@ class OutputStage:
 
     def add(self, name: str, table: pa.Table) -> None:
         """Start writing ``<name>.parquet`` (on a thread)."""
-        if not _TABLE_NAME.match(name) or f"{name}.parquet" == SUMMARY_NAME:
-            raise ValueError(f"invalid output table name {name!r}")
+        _check_table_name(name)
         if name in self._files:
             raise ValueError(f"output table {name!r} added twice")
         target = self._staging / f"{name}.parquet"
@@ -454,8 +458,7 @@ def write_outputs(
     every table at hand).
     """
     for name in tables:  # every name checked before any work
-        if not _TABLE_NAME.match(name) or f"{name}.parquet" == SUMMARY_NAME:
-            raise ValueError(f"invalid output table name {name!r}")
+        _check_table_name(name)
     with OutputStage(out_dir) as stage:
         for name in sorted(tables, key=lambda name: -tables[name].num_rows):  # biggest first
             stage.add(name, tables[name])
