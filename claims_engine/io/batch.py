@@ -31,6 +31,7 @@ from claims_engine.io.casting import (
     join_messages,
     prefix_messages,
 )
+from claims_engine.io.decimals import narrow_decimals
 from claims_engine.io.dictionary import Codes, from_dictionary_column, without
 from claims_engine.io.pruning import proven_valid, unneeded
 from claims_engine.schema import CLAIM_COLUMNS, LINE_COLUMNS, Column
@@ -43,8 +44,10 @@ XML_NOT_SUPPORTED = "QĐ130 XML input is not supported yet"
 class Batch:
     """One batch, cast to the contract, with one message per row for bad values."""
 
-    # schema.CLAIMS_SCHEMA / LINES_SCHEMA names, types and order, every field nullable;
-    # read with ``needed``, proven-valid unneeded columns are absent (io/pruning.py)
+    # schema.CLAIMS_SCHEMA / LINES_SCHEMA names, types and order, every field nullable,
+    # except that decimals are decimal64 of the same precision and scale, one chunk
+    # (io/decimals.py); read with ``needed``, proven-valid unneeded columns are
+    # absent (io/pruning.py)
     claims: pa.Table
     lines: pa.Table
     claim_errors: pa.Array  # pa.string() per claims row: null, or messages joined by "; "
@@ -264,16 +267,18 @@ def read_batch(path: Path, needed: Mapping[str, frozenset[str]] | None = None) -
         raw_claims.num_rows,
     )
     line_errors = _line_messages(raw_lines, lines)
+    codes = {
+        # claim_id: one row per claim, so its words need no hashing into
+        # distinct codes (intake finds repeated ids by itself)
+        "claim": _codes(raw_claims, claims, frozenset({"claim_id"})),
+        "line": _codes(raw_lines, lines, frozenset({"claim_id"})),
+    }
+    del raw_claims, raw_lines  # their decimal128 buffers go with the narrowing
     return Batch(
-        claims=claims.table,
-        lines=lines.table,
+        claims=narrow_decimals(claims.table),
+        lines=narrow_decimals(lines.table),
         claim_errors=claim_errors,
         line_errors=line_errors,
         files=(claims_file, lines_file),
-        codes={
-            # claim_id: one row per claim, so its words need no hashing into
-            # distinct codes (intake finds repeated ids by itself)
-            "claim": _codes(raw_claims, claims, frozenset({"claim_id"})),
-            "line": _codes(raw_lines, lines, frozenset({"claim_id"})),
-        },
+        codes=codes,
     )

@@ -82,17 +82,19 @@ def _validity(arr: pa.Array) -> Array | None:
 
 
 def decimal_to_scaled(arr: pa.Array) -> Array:
-    """The unscaled integers of a decimal128 array, as int64 (exact for p <= 18).
+    """The unscaled integers of a decimal array, as int64 (exact for p <= 18);
+    null slots hold 0.
 
-    Reads the low 64-bit word of each 128-bit two's-complement value straight from
-    the buffer; the contract's decimals have at most 18 digits, so the low word is
-    the value.  Null slots hold whatever bytes; callers mask them.
+    A decimal64 without nulls (a batch's decimals, io/decimals.py) is its value
+    buffer as it is: zero-copy and read-only.  A decimal128's values are the low
+    64-bit words of its 128-bit two's-complement values (at most 18 digits).
     """
     if arr.type.precision > 18:
         raise ValueError(f"{arr.type} does not fit int64 scaled integers")
-    words = np.frombuffer(arr.buffers()[1], dtype=np.int64)
-    start = 2 * arr.offset
-    data = words[start : start + 2 * len(arr) : 2].copy()
+    data = _decimal_words(arr)
+    if arr.type.bit_width == 64 and not arr.null_count:
+        return data
+    data = data.copy()
     if arr.null_count:
         data[~np.asarray(arr.is_valid().to_numpy(zero_copy_only=False))] = 0
     return data
@@ -123,9 +125,12 @@ def _fixed_width(arr: pa.Array) -> Array | None:
 
 
 def _decimal_words(arr: pa.Array) -> Array:
-    """The low 64-bit words of a decimal array (p <= 18), zero-copy (see
-    ``decimal_to_scaled``)."""
+    """The unscaled values of a decimal array (p <= 18) as int64, zero-copy: a
+    decimal64's values, or the low 64-bit words of a decimal128's (see
+    ``decimal_to_scaled``).  Null slots hold whatever bytes."""
     words = np.frombuffer(arr.buffers()[1], dtype=np.int64)
+    if arr.type.bit_width == 64:
+        return words[arr.offset : arr.offset + len(arr)]
     return words[2 * arr.offset : 2 * (arr.offset + len(arr)) : 2]
 
 

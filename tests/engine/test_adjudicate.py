@@ -102,7 +102,7 @@ def _oracle(out: Outcome) -> dict[str, pa.Table]:
             "patient_pays": pa.array(
                 _cents(r - f for r, f in zip(requested, claim_fund, strict=True)), MONEY
             ),
-            "declared_fund_pays": claims.column("fund_pays"),
+            "declared_fund_pays": claims.column("fund_pays").cast(MONEY),
             "benefit_rate": rate,
         }
     )

@@ -14,6 +14,7 @@ import pytest
 
 from claims_engine.errors import BatchError
 from claims_engine.io.batch import read_batch, read_table_file
+from claims_engine.io.decimals import carried_type
 from claims_engine.schema import CLAIMS_SCHEMA, LINES_SCHEMA
 
 CLAIM = {
@@ -131,10 +132,16 @@ def typed_lines() -> pa.Table:
 
 
 def assert_contract_shape(claims: pa.Table, lines: pa.Table) -> None:
+    """The contract's columns and types, decimals carried as decimal64 of the same
+    precision and scale (io/decimals.py), each in one chunk."""
     assert claims.column_names == CLAIMS_SCHEMA.names
-    assert claims.schema.types == CLAIMS_SCHEMA.types
+    assert claims.schema.types == [carried_type(t) for t in CLAIMS_SCHEMA.types]
     assert lines.column_names == LINES_SCHEMA.names
-    assert lines.schema.types == LINES_SCHEMA.types
+    assert lines.schema.types == [carried_type(t) for t in LINES_SCHEMA.types]
+    for table in (claims, lines):
+        for field in table.schema:
+            if pa.types.is_decimal(field.type):
+                assert table.column(field.name).num_chunks == 1, field.name
 
 
 # --- good batches in every format --------------------------------------------------------
