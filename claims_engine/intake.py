@@ -81,20 +81,6 @@ def check_structure(
     # the first bad line of each claim names the problem; more are counted
     bad_line = (~pc.is_null(line_errors).to_numpy(zero_copy_only=False)) | dup_line
     bad_line &= ~orphan
-    line_msg = line_errors
-    if dup_line.any():
-        kinds = columns.array(lines, "kind")
-        nos = columns.array(lines, "line_no").cast(pa.string())
-        dup_msg = pc.binary_join_element_wise(
-            pa.scalar("line "),
-            kinds.fill_null("?"),
-            pa.scalar(" #"),
-            nos.fill_null("?"),
-            pa.scalar(": line_no repeats within (claim_id, kind)"),
-            "",
-        )
-        dup_msg = pc.if_else(pa.array(dup_line), dup_msg, pa.nulls(len(dup_line), pa.string()))
-        line_msg = _join(line_errors, dup_msg)
     per_claim = np.full(n_claims, -1, dtype=np.int64)
     bad_count = np.bincount(line_claim_row[bad_line], minlength=n_claims)
     rows = np.flatnonzero(bad_line)
@@ -107,17 +93,17 @@ def check_structure(
     has_bad_line = per_claim >= 0
     line_part = pa.nulls(n_claims, pa.string())
     if has_bad_line.any():
-        taken = line_msg.take(pa.array(np.where(has_bad_line, per_claim, 0)))
-        more = pc.binary_join_element_wise(
-            pa.scalar(" (and "),
-            pa.array(bad_count - 1).cast(pa.string()),
-            pa.scalar(" more bad lines)"),
-            "",
+        # built for the claims with a bad line only (a few in a million)
+        claim_rows = np.flatnonzero(has_bad_line)
+        text = _bad_line_messages(lines, line_errors, dup_line, per_claim[claim_rows])
+        more = bad_count[claim_rows] - 1
+        extra = pc.binary_join_element_wise(
+            pa.scalar(" (and "), pa.array(more).cast(pa.string()), pa.scalar(" more bad lines)"), ""
         )
-        taken = pc.if_else(
-            pa.array(bad_count > 1), pc.binary_join_element_wise(taken, more, ""), taken
-        )
-        line_part = pc.if_else(pa.array(has_bad_line), taken, line_part)
+        text = pc.if_else(pa.array(more > 0), pc.binary_join_element_wise(text, extra, ""), text)
+        if isinstance(text, pa.ChunkedArray):
+            text = text.combine_chunks()
+        line_part = pc.replace_with_mask(line_part, pa.array(has_bad_line), text)
 
     def flag(mask: Array, text: str) -> pa.Array:
         return pc.if_else(pa.array(mask), pa.scalar(text), pa.nulls(n_claims, pa.string()))
@@ -130,6 +116,29 @@ def check_structure(
     )
     malformed = ~pc.is_null(message).to_numpy(zero_copy_only=False)
     return Intake(line_claim_row, orphan, malformed, message)
+
+
+def _bad_line_messages(
+    lines: pa.Table, line_errors: pa.Array, dup_line: Array, rows: Array
+) -> pa.Array:
+    """The message of each of the bad lines ``rows``: its values' errors, and its
+    line_no if another line of its claim and kind has it too."""
+    taken = line_errors.take(pa.array(rows))
+    dup = dup_line[rows]
+    if not dup.any():
+        return taken
+    kinds = columns.array(lines, "kind").take(pa.array(rows))
+    nos = columns.array(lines, "line_no").take(pa.array(rows)).cast(pa.string())
+    dup_msg = pc.binary_join_element_wise(
+        pa.scalar("line "),
+        kinds.fill_null("?"),
+        pa.scalar(" #"),
+        nos.fill_null("?"),
+        pa.scalar(": line_no repeats within (claim_id, kind)"),
+        "",
+    )
+    dup_msg = pc.if_else(pa.array(dup), dup_msg, pa.nulls(len(rows), pa.string()))
+    return _join(taken, dup_msg)
 
 
 def _claim_rows(line_ids: pa.Array, claim_ids: pa.Array) -> Array:
