@@ -85,8 +85,9 @@ def check_structure(
     bad_count = np.bincount(line_claim_row[bad_line], minlength=n_claims)
     rows = np.flatnonzero(bad_line)
     if len(rows):
-        owners, first = np.unique(line_claim_row[rows][::-1], return_index=True)
-        per_claim[owners] = rows[::-1][first]  # earliest bad line of each claim row
+        # rows ascend: the first occurrence of each owner is its earliest bad line
+        owners, first = np.unique(line_claim_row[rows], return_index=True)
+        per_claim[owners] = rows[first]
     # a repeated claim_id: its lines belong to the first row; share the message
     per_claim[has_id] = per_claim[own_first[has_id]]
     bad_count[has_id] = bad_count[own_first[has_id]]

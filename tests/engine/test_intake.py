@@ -92,3 +92,27 @@ def test_repeated_line_number_and_repeated_claim_id() -> None:
     messages = out.malformed_message.to_pylist()
     assert "line drug #1: line_no repeats within (claim_id, kind)" in messages[0]
     assert messages[1] == messages[2] == "claim_id is carried by more than one claim row"
+
+
+def test_a_claims_first_bad_line_names_the_problem_and_counts_the_rest() -> None:
+    """Per claim: the first bad line's messages (its values' and a repeated
+    line_no, joined), and how many more bad lines it has."""
+    claims = pa.table({"claim_id": ["A", "B", "C"]})
+    lines = pa.table(
+        {
+            "claim_id": ["A", "A", "A", "B", "B", "C"],
+            "kind": ["drug", "drug", "service", "drug", "supply", "drug"],
+            "line_no": pa.array([1, 1, 2, 1, 1, 1], pa.int32()),
+        }
+    )
+    line_errors = pa.array(
+        ["line drug #1: quantity: -1 is negative", None, None, None, "line supply #1: bad", None]
+    )
+    out = check_structure(claims, lines, pa.nulls(3, pa.string()), line_errors)
+    assert out.malformed.tolist() == [True, True, False]
+    assert out.malformed_message.to_pylist() == [
+        "line drug #1: quantity: -1 is negative; "
+        "line drug #1: line_no repeats within (claim_id, kind) (and 1 more bad lines)",
+        "line supply #1: bad",
+        None,
+    ]
