@@ -110,6 +110,16 @@ def _print_detection(batch: Path, out: Path) -> None:
     print(f"    codes on claims without a defect: {report.clean_hits.num_rows}")
 
 
+def _input_table_mib(batch: Path) -> int:
+    """The input files as pyarrow reads them whole (every column, the files' own
+    types): the "in-memory size of the input tables" of issue 5's memory target.
+    Not the engine's batch, whose narrower form (decimal64, unread columns left
+    out) would make a leaner engine look worse against its own denominator."""
+    return (
+        sum(pq.read_table(batch / f"{name}.parquet").nbytes for name in ("claims", "lines")) >> 20
+    )
+
+
 def test_write_outputs(benchmark: Any, big_claims: int, tmp_path: Path) -> None:
     """The write stage alone (summary.json cannot hold its own write time)."""
     from claims_engine import engine, pipeline
@@ -117,8 +127,10 @@ def test_write_outputs(benchmark: Any, big_claims: int, tmp_path: Path) -> None:
     from claims_engine.io.output import write_outputs
 
     inputs = pipeline.prepare(REFERENCE)
-    batch = read_batch(batch_folder(big_claims), engine.needed_fields(inputs.plan))
-    input_bytes = batch.claims.nbytes + batch.lines.nbytes
+    folder = batch_folder(big_claims)
+    input_mib = _input_table_mib(folder)
+    batch = read_batch(folder, engine.needed_fields(inputs.plan))
+    batch_mib = (batch.claims.nbytes + batch.lines.nbytes) >> 20
     result = pipeline.evaluate(batch, inputs, "bench")
     benchmark.pedantic(
         lambda: write_outputs(tmp_path / "out", result.tables(), result.summary),
@@ -127,12 +139,27 @@ def test_write_outputs(benchmark: Any, big_claims: int, tmp_path: Path) -> None:
     )
     seconds = benchmark.stats.stats.max
     benchmark.extra_info.update(
-        {"claims": big_claims, "write_seconds": seconds, "input_table_mib": input_bytes >> 20}
+        {
+            "claims": big_claims,
+            "write_seconds": seconds,
+            "input_table_mib": input_mib,
+            "batch_table_mib": batch_mib,
+        }
     )
-    print(f"\nwrite {seconds:.2f} s; batch tables in memory {input_bytes / 2**20:.0f} MiB")
+    print(
+        f"\nwrite {seconds:.2f} s; input tables in memory {input_mib} MiB "
+        f"(as the engine holds the columns it reads: {batch_mib} MiB)"
+    )
     # beside the end-to-end figures of the same size (written by the test before)
     figures = RESULTS / f"adjudicate-{big_claims}.json"
     if figures.exists():
         data = json.loads(figures.read_text())
-        data.update({"write_seconds": round(seconds, 3), "input_table_mib": input_bytes >> 20})
+        data.update(
+            {
+                "write_seconds": round(seconds, 3),
+                "input_table_mib": input_mib,
+                "batch_table_mib": batch_mib,
+                "peak_rss_over_input": round(data["peak_rss_mib"] / input_mib, 2),
+            }
+        )
         figures.write_text(json.dumps(data, indent=2))

@@ -82,7 +82,8 @@ def _row(claims: int, found: dict[str, Any]) -> list[str]:
     cells += [_s(timings.get(stage, written if stage == "write" else None)) for stage in STAGES]
     rounds = (adj or {}).get("rounds_seconds") or []
     spread = f" ({_s(min(rounds))}–{_s(max(rounds))})" if len(rounds) > 1 else ""
-    cells += [_s(total) + spread, per_second, _s(rss, 0)]
+    over = (adj or {}).get("peak_rss_over_input")
+    cells += [_s(total) + spread, per_second, _s(rss, 0), f"{over:.2f}x" if over else "–"]
     if duck:
         d = duck.get("duckdb", {})
         cells += [
@@ -112,7 +113,8 @@ def _agreement(duck: dict[str, Any]) -> str:
 def table(sizes: dict[int, dict[str, Any]]) -> str:
     head = [
         "claims", "lines", "read s", "evaluate s", "adjudicate s", "write s",
-        "end to end s (range)", "lines/s", "peak RSS MiB", "DuckDB query s", "DuckDB end to end s",
+        "end to end s (range)", "lines/s", "peak RSS MiB", "peak RSS / input tables",
+        "DuckDB query s", "DuckDB end to end s",
         "engine/DuckDB evaluate", "engine/DuckDB evaluate, same rules",
         "engine/DuckDB end to end", "agreement (claims)",
     ]  # fmt: skip
@@ -123,7 +125,8 @@ def table(sizes: dict[int, dict[str, Any]]) -> str:
         "written; end to end: the median of 3 runs (range in brackets), the stages of the "
         "median run from `summary.json` (`evaluate`: rules, lookups and money, the batch "
         "in memory; write: measured alone, though a run overlaps most of it with building "
-        "the outputs). DuckDB: the core rules as SQL (benchmarks/duckdb_baseline.py), "
+        "the outputs; input tables: both files read whole by pyarrow). DuckDB: the core "
+        "rules as SQL (benchmarks/duckdb_baseline.py), "
         "query time with the tables already loaded. A ratio above 1 means the engine is "
         'slower; "same rules": the engine run with `--codes` set to the SQL\'s codes.',
         "",
