@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint format clean
+.PHONY: demo test bench lint format clean bytecode
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,13 +13,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+# The package's bytecode, as an installed package has it: with
+# PYTHONDONTWRITEBYTECODE set (as on the build machine) an editable install
+# compiles every module from source at each start (~0.13 s per command).
+bytecode: $(STAMP)
+	$(BIN)/python -m compileall -q claims_engine
+
+demo: bytecode
 	$(BIN)/claims-engine demo --out demo-output --history demo-history
 
-test: $(STAMP)
+test: bytecode
 	$(BIN)/python -m pytest
 
-bench: $(STAMP)
+bench: bytecode
 	$(BIN)/python -m pytest benchmarks --benchmark-only -p no:cacheprovider -o testpaths=benchmarks -s
 
 lint: $(STAMP)
