@@ -105,8 +105,9 @@ def money_text(cents: int) -> str:
 @numba.njit(cache=True, nogil=True)
 def _money_cents(data: Array, take: Array, out: Array) -> bool:  # pragma: no cover
     """``out[i] = data[take[i]]``; with ``take`` empty, ``out`` is ``data`` and is
-    only checked.  False if a value is beyond 18 digits.  (Memory-bound: threads
-    do not make it faster.)"""
+    only checked.  False if a value is beyond 18 digits.  (One thread: a parallel
+    version took 0.035 s against 0.05 s for a million claims' 15 money columns,
+    where page-faulting the new columns in costs ~0.2 s.)"""
     ok = True
     if take.shape[0] == 0:
         for i in range(data.shape[0]):
@@ -320,7 +321,7 @@ def _money(data: Array, take: Array | None = None, valid: Array | None = None) -
     The column is a decimal64(18, 2) over the cents themselves: no 16-byte copy
     of 8 million values, and the Parquet writer stores those same 8 bytes per
     value (INT64 decimal(18, 2), read back as decimal128 like every other money
-    column: io/output.py).  ``Result``'s tables show it as decimal128.
+    column: io/parquet_out.py).  ``Result``'s tables show it as decimal128.
     """
     data = np.asarray(data)
     if data.dtype != object:

@@ -100,11 +100,17 @@ def history_rows(
     return claims, lines
 
 
-def _hash_meanwhile(files: tuple[Path, ...]) -> Future[str]:
-    """``content_hash(files)`` computed on a thread (hashlib releases the GIL)."""
+def _batch_id_meanwhile(batch_id: str | None, batch_path: Path) -> Future[str]:
+    """The batch id: the one given, or else the content hash of the batch's files,
+    computed on a thread (hashlib releases the GIL) while the batch is read and
+    evaluated (~400 MB of input at a million claims)."""
+    if batch_id is not None:
+        given: Future[str] = Future()
+        given.set_result(batch_id)
+        return given
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-hash")
     try:
-        return pool.submit(content_hash, files)
+        return pool.submit(content_hash, batch_files(batch_path))
     finally:
         pool.shutdown(wait=False)  # the thread ends with its one task
 
@@ -144,9 +150,7 @@ def adjudicate_batch(
         progress("read")
         # the kernels' machine code loads while Arrow decodes the batch's pages
         preload.preload_in_background()
-        # the batch id hashes every input byte (~400 MB for a million claims): on a
-        # thread of its own, while the batch is read and evaluated
-        batch_hash = _hash_meanwhile(batch_files(batch_path)) if batch_id is None else None
+        bid = _batch_id_meanwhile(batch_id, batch_path)
         # history keeps whole rows, so a run that writes it reads every column
         needed = None if history_dir is not None else engine.needed_fields(inputs.plan)
         batch = read_batch(batch_path, needed)
@@ -165,7 +169,7 @@ def adjudicate_batch(
             past = store.read(
                 card_holders(batch),
                 history_since(batch, inputs.plan),
-                exclude_batch=batch_id if batch_hash is None else batch_hash.result(),
+                exclude_batch=bid.result(),
                 exclude_claims=batch.claims.select(["claim_id", "facility_id"]),
                 claim_columns=sorted(used["claim"] | keys),
                 line_columns=sorted(used["line"] | keys),
@@ -187,12 +191,10 @@ def adjudicate_batch(
             # cycle collector; then the freed columns go back to the system
             gc.collect()
             pa.default_memory_pool().release_unused()
-        bid = batch_id if batch_hash is None else batch_hash.result()
-        assert bid is not None
         with OutputStage(out_dir) as stage:
             progress("decide")
             # each output table is written (on a thread) as soon as it is built
-            result = adjudicate.build(outcome, inputs.plan, bid, emit=stage.add)
+            result = adjudicate.build(outcome, inputs.plan, bid.result(), emit=stage.add)
             timings["evaluate"] = t4 - t3
             timings["adjudicate"] = time.perf_counter() - t4
             progress("write")
@@ -206,5 +208,5 @@ def adjudicate_batch(
         if store is not None and past is not None:
             progress("history")
             claims, lines = history_rows(batch, result, outcome)
-            store.commit(bid, claims, lines, expected_version=past.version)
+            store.commit(bid.result(), claims, lines, expected_version=past.version)
         return result

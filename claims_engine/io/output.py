@@ -396,6 +396,9 @@ class OutputStage:
             _remove_stale(path)
             self._existed = _check_out_dir(path)
             self._staging = _side_path(path, "staging")
+            # Encoding releases the GIL: files are encoded on several threads
+            self._pool = ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="write")
+            stack.callback(self._pool.shutdown, cancel_futures=True)
             try:
                 os.mkdir(self._staging, 0o777)
                 stack.callback(self._discard)
@@ -403,9 +406,6 @@ class OutputStage:
                     os.chmod(self._staging, stat.S_IMODE(os.stat(path).st_mode))
             except OSError as exc:
                 raise _output_error(path, exc) from None
-            # Encoding releases the GIL: files are encoded on several threads
-            self._pool = ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="write")
-            stack.callback(self._pool.shutdown, cancel_futures=True)
             self._exit = stack.pop_all()
         return self
 
@@ -415,9 +415,7 @@ class OutputStage:
     def _discard(self) -> None:
         """Unless published: the staging folder goes, once no thread writes into it."""
         if not self._published:
-            pool = getattr(self, "_pool", None)
-            if pool is not None:
-                pool.shutdown(cancel_futures=True)
+            self._pool.shutdown(cancel_futures=True)
             _rmtree_quietly(self._staging)
 
     def add(self, name: str, table: pa.Table) -> None:

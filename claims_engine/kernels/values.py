@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from claims_engine.io.decimals import unscaled_values
 from claims_engine.lang import types as t
 
 INT64_SAFE = float(2**62)  # products estimated above this go the exact (object) path
@@ -91,7 +92,7 @@ def decimal_to_scaled(arr: pa.Array) -> Array:
     """
     if arr.type.precision > 18:
         raise ValueError(f"{arr.type} does not fit int64 scaled integers")
-    data = _decimal_words(arr)
+    data = unscaled_values(arr)
     if arr.type.bit_width == 64 and not arr.null_count:
         return data
     data = data.copy()
@@ -124,23 +125,13 @@ def _fixed_width(arr: pa.Array) -> Array | None:
     return np.frombuffer(arr.buffers()[1], dtype=dtype)[arr.offset : arr.offset + len(arr)]
 
 
-def _decimal_words(arr: pa.Array) -> Array:
-    """The unscaled values of a decimal array (p <= 18) as int64, zero-copy: a
-    decimal64's values, or the low 64-bit words of a decimal128's (see
-    ``decimal_to_scaled``).  Null slots hold whatever bytes."""
-    words = np.frombuffer(arr.buffers()[1], dtype=np.int64)
-    if arr.type.bit_width == 64:
-        return words[arr.offset : arr.offset + len(arr)]
-    return words[2 * arr.offset : 2 * (arr.offset + len(arr)) : 2]
-
-
 def _from_chunks(col: pa.ChunkedArray, ty: t.Type) -> Vec:
     """A chunked number/date/decimal column as one int64 array: each chunk's values
     copied once into place from its buffer (no per-chunk fill_null, no second
     concatenation); nulls hold 0."""
     chunks = col.chunks
     if pa.types.is_decimal(col.type) and col.type.precision <= 18:
-        values_of: Any = _decimal_words
+        values_of: Any = unscaled_values
     elif _fixed_width(chunks[0]) is not None:
         values_of = _fixed_width
     else:  # booleans
